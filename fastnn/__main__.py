@@ -1,0 +1,38 @@
+"""Command line: `python -m fastnn demo` and `python -m fastnn bench`."""
+import argparse
+import sys
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m fastnn",
+        description="fastnn: train the demo network, or compare speed with the peers.")
+    parser.add_argument("command", choices=["demo", "bench", "info"],
+                        help="demo: train on the bundled digits; bench: speed comparison; "
+                             "info: build and thread settings")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo":
+        from fastnn.demo import main as run
+    elif args.command == "bench":
+        from fastnn.bench import main as run
+    else:
+        run = _info
+    return run(rest)
+
+
+def _info(argv):
+    import numpy
+    import scipy
+
+    import fastnn
+    from fastnn._kernels.parallel import openmp_enabled
+
+    print(f"fastnn {fastnn.__version__}: numpy {numpy.__version__}, scipy {scipy.__version__}, "
+          f"OpenMP {'on' if openmp_enabled() else 'off'}, "
+          f"{fastnn.get_num_threads()} thread(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Compiled kernels: Cython over typed memoryviews, no knowledge of models."""

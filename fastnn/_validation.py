@@ -1,0 +1,109 @@
+"""Input checks and conversions shared by fastnn.ops and fastnn.reference.
+
+Everything is checked before anything is written, so a failed call changes nothing.
+"""
+import math
+import operator
+
+import numpy as np
+
+
+def as_numeric(a, name):
+    """a as an ndarray of real numbers (bool, int or float), or a TypeError naming it."""
+    arr = np.asarray(a)
+    if arr.dtype.kind in "biuf":
+        return arr
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}") from None
+
+
+def common_float_dtype(*arrays):
+    """float64 if any operand is float64 (or wider) or none is float; else float32."""
+    kinds = [a.dtype for a in arrays if a is not None and a.dtype.kind == "f"]
+    if not kinds or any(dt.itemsize >= 8 for dt in kinds):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def floats(**named):
+    """Convert every named operand to one C-contiguous float dtype (None stays None).
+
+    Returns the arrays in the order given. Read-only inputs are not copied
+    unless their dtype or layout has to change.
+    """
+    arrays = {k: (None if v is None else as_numeric(v, k)) for k, v in named.items()}
+    dtype = common_float_dtype(*arrays.values())
+    return [None if a is None else np.ascontiguousarray(a, dtype=dtype) for a in arrays.values()]
+
+
+def check_ndim(a, ndim, name):
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got {a.ndim}-D with shape {a.shape}")
+
+
+def check_same_shape(a, b, name_a, name_b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, "
+                         f"got {a.shape} and {b.shape}")
+
+
+def check_finite(a, name):
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def class_labels(labels, num_classes, name="labels"):
+    """1-D integer class indices in [0, num_classes) as a C-contiguous int64 array."""
+    arr = as_numeric(labels, name)
+    check_ndim(arr, 1, name)
+    if arr.dtype.kind == "f":
+        check_finite(arr, name)
+        if not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"{name} must hold integer class indices, got non-integer values")
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= num_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} must lie in [0, {num_classes}), found {bad!r}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def positive_count(value, name):
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if n < 1:
+        raise ValueError(f"{name} must be at least 1, got {n}")
+    return n
+
+
+def dropout_probability(p):
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        raise TypeError(f"dropout probability p must be a real number, got {p!r}") from None
+    if math.isnan(p) or not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability p must lie in [0, 1), got {p}")
+    return p
+
+
+def dropout_seed(seed):
+    """Any integer seed, taken modulo 2**64; None draws a fresh one."""
+    if seed is None:
+        return int(np.random.default_rng().integers(0, 2**64, dtype=np.uint64))
+    try:
+        return operator.index(seed) % 2**64
+    except TypeError:
+        raise TypeError(f"seed must be an integer or None, got {type(seed).__name__}") from None
+
+
+def batchnorm_eps(eps):
+    eps = float(eps)
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps}")
+    return eps
