@@ -37,7 +37,8 @@ def floats(**named):
     """
     arrays = {k: (None if v is None else as_numeric(v, k)) for k, v in named.items()}
     dtype = common_float_dtype(*arrays.values())
-    return [None if a is None else np.ascontiguousarray(a, dtype=dtype) for a in arrays.values()]
+    # order="C" rather than ascontiguousarray, which would turn a 0-d array into 1-d
+    return [None if a is None else np.asarray(a, dtype=dtype, order="C") for a in arrays.values()]
 
 
 def check_ndim(a, ndim, name):

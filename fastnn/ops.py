@@ -24,68 +24,68 @@ __all__ = [
 ]
 
 
-def _elementwise(kernel, x):
+def _elementwise(kind, x):
     (x,) = floats(x=x)
     out = np.empty_like(x)
-    kernel(x.reshape(-1), out.reshape(-1), get_num_threads())
+    _act.forward(kind, x.reshape(-1), out.reshape(-1), get_num_threads())
     return out
 
 
-def _elementwise_backward(kernel, a, dy, name_a):
+def _elementwise_backward(kind, a, dy, name_a):
     a, dy = floats(**{name_a: a, "dy": dy})
     check_same_shape(a, dy, name_a, "dy")
     dx = np.empty_like(dy)
-    kernel(a.reshape(-1), dy.reshape(-1), dx.reshape(-1), get_num_threads())
+    _act.backward(kind, a.reshape(-1), dy.reshape(-1), dx.reshape(-1), get_num_threads())
     return dx
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x)), elementwise; exact 0 and 1 at the extremes, no overflow."""
-    return _elementwise(_act.sigmoid, x)
+    return _elementwise(_act.SIGMOID, x)
 
 
 def tanh(x):
     """Hyperbolic tangent, elementwise."""
-    return _elementwise(_act.tanh_forward, x)
+    return _elementwise(_act.TANH, x)
 
 
 def relu(x):
     """max(x, 0), elementwise (NaN stays NaN)."""
-    return _elementwise(_act.relu, x)
+    return _elementwise(_act.RELU, x)
 
 
 def sigmoid_backward(y, dy):
     """dy * y * (1 - y), given the forward output y."""
-    return _elementwise_backward(_act.sigmoid_backward, y, dy, "y")
+    return _elementwise_backward(_act.SIGMOID, y, dy, "y")
 
 
 def tanh_backward(y, dy):
     """dy * (1 - y**2), given the forward output y."""
-    return _elementwise_backward(_act.tanh_backward, y, dy, "y")
+    return _elementwise_backward(_act.TANH, y, dy, "y")
 
 
 def relu_backward(x, dy):
     """dy where x > 0, else 0, given the forward input x."""
-    return _elementwise_backward(_act.relu_backward, x, dy, "x")
+    return _elementwise_backward(_act.RELU, x, dy, "x")
 
 
-def _rowwise(kernel, z):
+def _rowwise(z, log_output):
     (z,) = floats(z=z)
     check_ndim(z, 2, "z")
     out = np.empty_like(z)
     if z.size:
-        kernel(z, out, get_num_threads())
+        _sm.softmax(z, out, log_output, get_num_threads())
     return out
 
 
 def softmax(z):
     """exp(z - max) / sum(exp(z - max)) over each row of a 2-D array."""
-    return _rowwise(_sm.softmax, z)
+    return _rowwise(z, log_output=False)
 
 
 def log_softmax(z):
     """z - max - log(sum(exp(z - max))) over each row of a 2-D array."""
-    return _rowwise(_sm.log_softmax, z)
+    return _rowwise(z, log_output=True)
 
 
 def one_hot(labels, num_classes, dtype=np.float64):
@@ -120,17 +120,18 @@ def cross_entropy(logits, target):
         if target.shape[0] != n:
             raise ValueError(f"target has {target.shape[0]} labels for {n} rows of logits")
         labels = class_labels(target, k, "target")
-        kernel, target_arg = _sm.cross_entropy_labels, labels
+        kernel_args = (_sm.cross_entropy_labels, logits, labels, 0.0)
     elif target.ndim == 2:
         check_same_shape(logits, target, "logits", "target")
         check_finite(target, "target")
-        kernel, target_arg = _sm.cross_entropy_probs, target
+        kernel_args = (_sm.cross_entropy_probs, logits, target)
     else:
         raise ValueError("target must be (n,) class indices or (n, k) probabilities, "
                          f"got shape {target.shape}")
     dlogits = np.empty_like(logits)
     row_loss = np.empty(n, dtype=np.float64)
-    loss = kernel(logits, target_arg, dlogits, row_loss, get_num_threads())
+    kernel, *args = kernel_args
+    loss = kernel(*args, dlogits, row_loss, get_num_threads())
     return float(loss), dlogits
 
 
@@ -193,9 +194,11 @@ def batchnorm_forward(x, gamma, beta, eps):
 def batchnorm_backward(dy, cache):
     """Returns (dx, dgamma, dbeta) for the batch that produced cache."""
     x_hat, _mean, _var, inv_std, gamma = cache
-    dtype = x_hat.dtype
-    dy = np.ascontiguousarray(as_numeric(dy, "dy"), dtype=dtype)
+    dy, x_hat, inv_std, gamma = floats(dy=dy, x_hat=x_hat, inv_std=inv_std, gamma=gamma)
     check_same_shape(dy, x_hat, "dy", "the cached x_hat")
+    check_ndim(dy, 2, "dy")
+    if inv_std.shape != (dy.shape[1],) or gamma.shape != (dy.shape[1],):
+        raise ValueError("cache does not come from batchnorm_forward on a batch of this shape")
     dx = np.empty_like(dy)
     dgamma = np.empty_like(gamma)
     dbeta = np.empty_like(gamma)

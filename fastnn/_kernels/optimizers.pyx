@@ -1,40 +1,21 @@
-"""One pass over a flat parameter buffer per optimizer step: PyTorch's update rules.
-
-All arrays are flat, C-contiguous and of one dtype. Elements are independent, so
-threads split the buffer and the result does not depend on the thread count.
-"""
+"""Optimizer entry points over flat, C-contiguous buffers of one dtype (cores in optimizers.pxd)."""
 from cython cimport floating
-from cython.parallel cimport prange
-from libc.math cimport sqrt, fabs
-
-from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
 
 
 def add_penalty_gradient(const floating[::1] w,   # IN  weights
                          floating[::1] grad,      # IN/OUT gradient of those weights
                          double l1, double l2, int n_threads):
-    """grad += l1 * sign(w) + 2 * l2 * w: the gradient of l1 * sum|w| + l2 * sum(w^2)."""
-    cdef Py_ssize_t i, n = w.shape[0]
-    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
-    cdef double s
-    for i in prange(n, nogil=True, schedule="static", num_threads=t):
-        s = 0
-        if w[i] > 0:
-            s = l1
-        elif w[i] < 0:
-            s = -l1
-        grad[i] = <floating>(grad[i] + s + 2 * l2 * w[i])
+    if w.shape[0]:
+        with nogil:
+            add_penalty_gradient_core(&w[0], &grad[0], l1, l2, w.shape[0], n_threads)
 
 
 def penalty(const floating[::1] w, double l1, double l2):
-    """l1 * sum|w| + l2 * sum(w^2), summed in double, in order."""
-    cdef Py_ssize_t i, n = w.shape[0]
-    cdef double a = 0, q = 0
-    with nogil:
-        for i in range(n):
-            a += fabs(w[i])
-            q += <double>w[i] * w[i]
-    return l1 * a + l2 * q
+    cdef double out = 0
+    if w.shape[0]:
+        with nogil:
+            out = penalty_core(&w[0], l1, l2, w.shape[0])
+    return out
 
 
 def sgd_step(floating[::1] param,          # IN/OUT
@@ -42,27 +23,10 @@ def sgd_step(floating[::1] param,          # IN/OUT
              floating[::1] momentum_buf,   # IN/OUT (unused when momentum == 0)
              double lr, double momentum, double dampening, bint nesterov,
              double weight_decay, bint first_step, int n_threads):
-    """torch.optim.SGD: g = grad + wd * p; buf = g on the first step, else
-    momentum * buf + (1 - dampening) * g; g = g + momentum * buf (Nesterov) or buf;
-    p -= lr * g."""
-    cdef Py_ssize_t i, n = param.shape[0]
-    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
-    cdef floating g, b
-    for i in prange(n, nogil=True, schedule="static", num_threads=t):
-        g = grad[i]
-        if weight_decay != 0:
-            g = g + <floating>weight_decay * param[i]
-        if momentum != 0:
-            if first_step:
-                b = g
-            else:
-                b = <floating>momentum * momentum_buf[i] + <floating>(1 - dampening) * g
-            momentum_buf[i] = b
-            if nesterov:
-                g = g + <floating>momentum * b
-            else:
-                g = b
-        param[i] = param[i] - <floating>lr * g
+    if param.shape[0]:
+        with nogil:
+            sgd_step_core(&param[0], &grad[0], &momentum_buf[0], lr, momentum, dampening,
+                          nesterov, weight_decay, first_step, param.shape[0], n_threads)
 
 
 def adam_step(floating[::1] param,         # IN/OUT
@@ -71,25 +35,7 @@ def adam_step(floating[::1] param,         # IN/OUT
               floating[::1] exp_avg_sq,    # IN/OUT second moment
               double lr, double beta1, double beta2, double eps,
               double weight_decay, bint decoupled, long step, int n_threads):
-    """torch.optim.Adam (weight decay added to the gradient) or AdamW (decoupled:
-    p *= 1 - lr * wd), with bias correction; step counts from 1."""
-    cdef Py_ssize_t i, n = param.shape[0]
-    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
-    cdef double bias_correction1 = 1 - beta1 ** step
-    cdef double bias_correction2_sqrt = sqrt(1 - beta2 ** step)
-    cdef floating step_size = <floating>(lr / bias_correction1)
-    cdef floating decay = <floating>(1 - lr * weight_decay)
-    cdef floating b1 = <floating>beta1, b2 = <floating>beta2
-    cdef floating g, m, v, denom
-    for i in prange(n, nogil=True, schedule="static", num_threads=t):
-        g = grad[i]
-        if decoupled:
-            param[i] = param[i] * decay
-        elif weight_decay != 0:
-            g = g + <floating>weight_decay * param[i]
-        m = exp_avg[i] + (1 - b1) * (g - exp_avg[i])     # PyTorch's lerp form
-        v = b2 * exp_avg_sq[i] + (1 - b2) * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        denom = <floating>(sqrt(v) / bias_correction2_sqrt + eps)
-        param[i] = param[i] - step_size * m / denom
+    if param.shape[0]:
+        with nogil:
+            adam_step_core(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], lr, beta1, beta2,
+                           eps, weight_decay, decoupled, step, param.shape[0], n_threads)

@@ -1,0 +1,80 @@
+# Elementwise activation cores, shared by the `def` entry points of activations.pyx and
+# by the compiled training step, so that both paths do the very same arithmetic.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, expf, tanh, tanhf
+
+from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
+
+cdef enum Activation:
+    ACT_IDENTITY = 0
+    ACT_RELU = 1
+    ACT_SIGMOID = 2
+    ACT_TANH = 3
+
+
+cdef inline floating sigmoid_scalar(floating x) noexcept nogil:
+    # exp of a non-positive number only: no overflow for any finite x.
+    cdef floating e
+    if floating is float:
+        if x >= 0:
+            return 1.0 / (1.0 + expf(-x))
+        e = expf(x)
+    else:
+        if x >= 0:
+            return 1.0 / (1.0 + exp(-x))
+        e = exp(x)
+    return e / (1.0 + e)
+
+
+cdef inline floating activate(int kind, floating x) noexcept nogil:
+    if kind == ACT_RELU:
+        # x > 0 is false for NaN; keep NaN visible as np.maximum and torch.relu do.
+        return x if x > 0 or x != x else 0
+    if kind == ACT_SIGMOID:
+        return sigmoid_scalar(x)
+    if kind == ACT_TANH:
+        if floating is float:
+            return tanhf(x)
+        else:
+            return tanh(x)
+    return x
+
+
+cdef inline void activation_forward_n(int kind, const floating* x, floating* y,
+                                      Py_ssize_t n, int n_threads) noexcept nogil:
+    # One loop per kind, so each inner loop is branch-free.
+    cdef Py_ssize_t i
+    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
+    if kind == ACT_RELU:
+        for i in prange(n, schedule="static", num_threads=t):
+            y[i] = activate(ACT_RELU, x[i])
+    elif kind == ACT_SIGMOID:
+        for i in prange(n, schedule="static", num_threads=t):
+            y[i] = activate(ACT_SIGMOID, x[i])
+    elif kind == ACT_TANH:
+        for i in prange(n, schedule="static", num_threads=t):
+            y[i] = activate(ACT_TANH, x[i])
+    else:
+        for i in prange(n, schedule="static", num_threads=t):
+            y[i] = x[i]
+
+
+cdef inline void activation_backward_n(int kind, const floating* x, const floating* y,
+                                       const floating* dy, floating* dx,
+                                       Py_ssize_t n, int n_threads) noexcept nogil:
+    """x may be NULL for sigmoid and tanh, y may be NULL for ReLU."""
+    cdef Py_ssize_t i
+    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
+    if kind == ACT_RELU:
+        for i in prange(n, schedule="static", num_threads=t):
+            dx[i] = dy[i] if x[i] > 0 else 0
+    elif kind == ACT_SIGMOID:
+        for i in prange(n, schedule="static", num_threads=t):
+            dx[i] = dy[i] * y[i] * (1 - y[i])
+    elif kind == ACT_TANH:
+        for i in prange(n, schedule="static", num_threads=t):
+            dx[i] = dy[i] * (1 - y[i] * y[i])
+    else:
+        for i in prange(n, schedule="static", num_threads=t):
+            dx[i] = dy[i]

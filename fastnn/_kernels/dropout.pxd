@@ -1,0 +1,23 @@
+# Inverted dropout core with fastnn's counter-based generator (csrc/fastnn_rng.h).
+# Element i of a call draws the i-th number of the seed's stream, so the mask is the
+# same on every platform, at every thread count, and in fastnn.reference.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport uint64_t
+
+from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
+
+cdef extern from "fastnn_rng.h":
+    double fastnn_uniform(uint64_t seed, uint64_t index) nogil
+
+
+cdef inline void dropout_core(const floating* x, double p, uint64_t seed,
+                              floating* y,      # OUT x * mask
+                              floating* mask,   # OUT 0 (dropped) or 1 / (1 - p) (kept)
+                              Py_ssize_t n, int n_threads) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
+    cdef floating scale = <floating>(1.0 / (1.0 - p))
+    for i in prange(n, schedule="static", num_threads=t):
+        mask[i] = scale if fastnn_uniform(seed, <uint64_t>i) >= p else 0
+        y[i] = x[i] * mask[i]   # as x * mask: a dropped NaN or inf stays visible

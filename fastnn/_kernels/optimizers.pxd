@@ -1,0 +1,89 @@
+# One pass over a flat parameter buffer per optimizer step: PyTorch's update rules.
+# Elements are independent, so threads split the buffer and the result does not depend
+# on the thread count.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport sqrt, fabs
+
+from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
+
+
+cdef inline void add_penalty_gradient_core(const floating* w, floating* grad, double l1,
+                                           double l2, Py_ssize_t n, int n_threads) noexcept nogil:
+    """grad += l1 * sign(w) + 2 * l2 * w: the gradient of l1 * sum|w| + l2 * sum(w^2)."""
+    cdef Py_ssize_t i
+    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
+    cdef double s
+    for i in prange(n, schedule="static", num_threads=t):
+        s = 0
+        if w[i] > 0:
+            s = l1
+        elif w[i] < 0:
+            s = -l1
+        grad[i] = <floating>(grad[i] + s + 2 * l2 * w[i])
+
+
+cdef inline double penalty_core(const floating* w, double l1, double l2,
+                                Py_ssize_t n) noexcept nogil:
+    """l1 * sum|w| + l2 * sum(w^2), summed in double, in order."""
+    cdef Py_ssize_t i
+    cdef double a = 0, q = 0
+    for i in range(n):
+        a += fabs(w[i])
+        q += <double>w[i] * w[i]
+    return l1 * a + l2 * q
+
+
+cdef inline void sgd_step_core(floating* param, const floating* grad, floating* momentum_buf,
+                               double lr, double momentum, double dampening, bint nesterov,
+                               double weight_decay, bint first_step,
+                               Py_ssize_t n, int n_threads) noexcept nogil:
+    """torch.optim.SGD: g = grad + wd * p; buf = g on the first step, else
+    momentum * buf + (1 - dampening) * g; g = g + momentum * buf (Nesterov) or buf;
+    p -= lr * g."""
+    cdef Py_ssize_t i
+    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
+    cdef floating g, b
+    for i in prange(n, schedule="static", num_threads=t):
+        g = grad[i]
+        if weight_decay != 0:
+            g = g + <floating>weight_decay * param[i]
+        if momentum != 0:
+            if first_step:
+                b = g
+            else:
+                b = <floating>momentum * momentum_buf[i] + <floating>(1 - dampening) * g
+            momentum_buf[i] = b
+            if nesterov:
+                g = g + <floating>momentum * b
+            else:
+                g = b
+        param[i] = param[i] - <floating>lr * g
+
+
+cdef inline void adam_step_core(floating* param, const floating* grad, floating* exp_avg,
+                                floating* exp_avg_sq, double lr, double beta1, double beta2,
+                                double eps, double weight_decay, bint decoupled, long step,
+                                Py_ssize_t n, int n_threads) noexcept nogil:
+    """torch.optim.Adam (weight decay added to the gradient) or AdamW (decoupled:
+    p *= 1 - lr * wd), with bias correction; step counts from 1."""
+    cdef Py_ssize_t i
+    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
+    cdef double bias_correction1 = 1 - beta1 ** step
+    cdef double bias_correction2_sqrt = sqrt(1 - beta2 ** step)
+    cdef floating step_size = <floating>(lr / bias_correction1)
+    cdef floating decay = <floating>(1 - lr * weight_decay)
+    cdef floating b1 = <floating>beta1, b2 = <floating>beta2
+    cdef floating g, m, v, denom
+    for i in prange(n, schedule="static", num_threads=t):
+        g = grad[i]
+        if decoupled:
+            param[i] = param[i] * decay
+        elif weight_decay != 0:
+            g = g + <floating>weight_decay * param[i]
+        m = exp_avg[i] + (1 - b1) * (g - exp_avg[i])     # PyTorch's lerp form
+        v = b2 * exp_avg_sq[i] + (1 - b2) * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        denom = <floating>(sqrt(v) / bias_correction2_sqrt + eps)
+        param[i] = param[i] - step_size * m / denom
