@@ -1342,18 +1342,22 @@ def profile(ctx, log=print, top=15):
     """Where fastnn's time goes at batch 32: cProfile, and GEMM floor vs the full epoch."""
     spec = _train_spec(32)
     out = {"target": FASTNN}
-    try:
-        trial = FastnnTrain(spec, ctx)
-    except Exception as exc:
-        out.update(target=NUMPY, fastnn_reason=_reason(exc))
-        log(f"fastnn n/a ({_reason(exc)}); profiling the hand-written NumPy MLP instead.")
-        trial = NumpyTrain(spec, ctx)
     floor = FloorTrain(spec, ctx)
     n_batches = math.ceil(ctx.sizes.n_train / spec["batch"])
     with thread_limit(ctx.threads):
-        for t in (trial, floor):
-            t.prepare(warm=True)
-            t.run()
+        try:
+            trial = FastnnTrain(spec, ctx)
+            trial.prepare(warm=True)
+            trial.run()
+        except Exception as exc:
+            out.update(target=NUMPY, fastnn_reason=_reason(exc))
+            log(f"fastnn n/a ({_reason(exc)}); profiling the hand-written NumPy MLP "
+                "instead.\n")
+            trial = NumpyTrain(spec, ctx)
+            trial.prepare(warm=True)
+            trial.run()
+        floor.prepare(warm=True)
+        floor.run()
         trial.prepare()
         prof = cProfile.Profile()
         prof.enable()
@@ -1379,7 +1383,7 @@ def profile(ctx, log=print, top=15):
                     for k, v in sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]])
     label = out["target"]
     log(f"## Profile: {label}, MLP 784-256-128-10, batch 32, {ctx.sizes.n_train} samples, "
-        f"{ctx.threads} threads\n")
+        f"{ctx.threads} thread(s)\n")
     log(f"- epoch: {full:.3f} s (median of {len(times['full'])}); GEMM floor {fl:.3f} s "
         f"= {100 * fl / full:.0f}% of it; the rest {full - fl:.3f} s "
         f"= {1e6 * (full - fl) / n_batches:.1f} µs per batch ({n_batches} batches)")

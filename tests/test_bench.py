@@ -191,3 +191,14 @@ def test_gemm_floor_does_the_eight_products():
     for got, want in ((trial.dW[2], h2.T @ h3), (trial.dW[1], h1.T @ d2),
                       (trial.dW[0], x.T @ d1)):
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_profile_mode(tmp_path, capsys):
+    path = tmp_path / "profile.json"
+    assert bench.main(["--profile", "--tiny", "--threads", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "## Profile:" in out and "GEMM floor" in out and "cProfile" in out
+    prof = json.loads(path.read_text())["profile"]
+    assert prof["target"] in ("fastnn", "NumPy")
+    assert prof["n_batches"] == 512 // 32
+    assert prof["epoch_s"] > 0 and prof["floor_s"] > 0 and prof["top"]
