@@ -1389,7 +1389,9 @@ def profile(ctx, log=print, top=15):
         f"= {1e6 * (full - fl) / n_batches:.1f} µs per batch ({n_batches} batches)")
     log(f"- profiled function calls per batch: {n_calls / n_batches:.1f} "
         f"(a compiled epoch shows a handful per epoch, not per batch)\n")
-    log("cProfile, top entries by own time:\n```")
+    log("cProfile, top entries by own time (Cython kernels and numpy ufuncs are not listed "
+        "by cProfile: their time counts as the own time of the Python function that "
+        "calls them):\n```")
     log("\n".join(line for line in stream.getvalue().strip().splitlines()))
     log("```")
     return out
