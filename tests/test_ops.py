@@ -169,13 +169,12 @@ def _op_name(case):
     return case.split("[")[0]
 
 
-def _in_layout(args, layout, into_tuples=True):
-    """Every array argument (and, with into_tuples, those inside the batchnorm cache
-    tuple) in the layout."""
+def _in_layout(args, layout):
+    """Every array argument (also inside the batchnorm cache tuple) in the layout."""
     def conv(a):
         if isinstance(a, np.ndarray):
             return as_layout(a, layout)
-        if isinstance(a, tuple) and into_tuples:
+        if isinstance(a, tuple):
             return tuple(conv(v) for v in a)
         return a
     return tuple(conv(a) for a in args)
@@ -192,9 +191,7 @@ def test_op_matches_reference(ops, case, n, dtype, layout):
     args = build(n, dtype)
     before = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     want = getattr(reference, _op_name(case))(*args)
-    # (batchnorm_backward's cache, as batchnorm_forward returns it; other layouts of
-    # the cache: test_batchnorm_backward_cache_in_any_layout)
-    given_args = _in_layout(args, layout, into_tuples=False)
+    given_args = _in_layout(args, layout)
     got = getattr(ops, _op_name(case))(*given_args)
     check(got, want, args, dtype)
     for a, b in zip(given_args, before):            # inputs are never written to
@@ -202,11 +199,7 @@ def test_op_matches_reference(ops, case, n, dtype, layout):
             np.testing.assert_array_equal(a, b)
 
 
-# Known ops bug left for the lead (see the helper's report): np.ascontiguousarray in
-# fastnn._validation.floats turns a 0-d array into shape (1,), so ops return (1,) for ().
-ZERO_D_BUG = pytest.mark.xfail(strict=True, reason="ops returns shape (1,) for a 0-d input "
-                               "(np.ascontiguousarray in fastnn._validation.floats)")
-SHAPES = [pytest.param((), marks=ZERO_D_BUG, id="0-d"), (5,), (2, 3, 4), (0,), (3, 0), (2, 0, 3)]
+SHAPES = [(), (5,), (2, 3, 4), (0,), (3, 0), (2, 0, 3)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -242,30 +235,9 @@ def test_elementwise_nan_propagates(ops, name):
     assert_close(got, want)
 
 
-# Known ops bug left for the lead: ops.batchnorm_backward passes the cache arrays to the
-# kernel unconverted, so a cache whose arrays are not C-contiguous raises
-# "ValueError: ndarray is not C-contiguous".
-CACHE_LAYOUT_BUG = pytest.mark.xfail(strict=True, raises=ValueError,
-                                     reason="ops.batchnorm_backward does not convert the cache "
-                                     "arrays to C order")
-
-
-@pytest.mark.parametrize("layout", ["C", "readonly",
-                                    pytest.param("F", marks=CACHE_LAYOUT_BUG),
-                                    pytest.param("strided", marks=CACHE_LAYOUT_BUG)])
-def test_batchnorm_backward_cache_in_any_layout(ops, dtype, layout):
-    n = 7
-    args = CASES["batchnorm_backward"][0](n, dtype)
-    want = reference.batchnorm_backward(*args)
-    got = ops.batchnorm_backward(*_in_layout(args, layout))
-    _batchnorm_backward_check(got, want, args, dtype)
-
-
 @pytest.mark.parametrize("dy_dtype,cache_dtype", [
     (np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64), (np.int64, np.float32),
-    pytest.param(np.float64, np.float32, marks=pytest.mark.xfail(
-        strict=True, reason="ops.batchnorm_backward casts dy to the cache's dtype: float64 dy "
-        "with a float32 cache gives float32 instead of float64")),
+    (np.float64, np.float32),
 ])
 def test_batchnorm_backward_dtype_promotion(ops, dy_dtype, cache_dtype):
     x = normal((5, 3), cache_dtype, "bbp-x")
@@ -411,8 +383,7 @@ _layouts = st.sampled_from(LAYOUTS)
 @given(data=st.data(), name=st.sampled_from(["sigmoid", "tanh", "relu"]), dt=_dtypes,
        layout=_layouts)
 def test_property_elementwise(ops, data, name, dt, layout):
-    # (0-d arrays: test_elementwise_any_shape)
-    x = data.draw(_float_arrays(dt, hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=9),
+    x = data.draw(_float_arrays(dt, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9),
                                 1e3))
     assert_close(getattr(ops, name)(as_layout(x, layout)), getattr(reference, name)(x))
 
@@ -486,7 +457,7 @@ def test_property_batchnorm(ops, data, dt, layout, dims, eps):
     _batchnorm_forward_check(got, want, args, dt)
     # backward from one shared cache, so only the backward arithmetic is compared
     cache = want[1]
-    _batchnorm_backward_check(ops.batchnorm_backward(*_in_layout((dy, cache), layout, into_tuples=False)),
+    _batchnorm_backward_check(ops.batchnorm_backward(*_in_layout((dy, cache), layout)),
                               reference.batchnorm_backward(dy, cache), (dy, cache), dt)
 
 
