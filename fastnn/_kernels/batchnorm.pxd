@@ -5,7 +5,7 @@
 # thread count.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport sqrt, sqrtf
 
 from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
 
@@ -63,13 +63,35 @@ cdef inline void batchnorm_backward_core(
                                                     - x_hat[i * d + j] * sum_dy_xh))
 
 
+cdef inline void batchnorm_running_update_core(
+        const floating* mean, const floating* var,   # IN  (d,) biased batch statistics
+        Py_ssize_t n, double momentum,
+        floating* running_mean, floating* running_var,  # IN/OUT (d,)
+        Py_ssize_t d) noexcept nogil:
+    """PyTorch: running = momentum * batch_stat + (1 - momentum) * running, with the
+    unbiased batch variance var * n / (n - 1); n >= 2."""
+    cdef Py_ssize_t j
+    cdef floating m = <floating>momentum, keep = <floating>(1.0 - momentum)
+    cdef floating unbias = <floating>(n / (n - 1.0))
+    for j in range(d):
+        running_mean[j] = m * mean[j] + keep * running_mean[j]
+        running_var[j] = m * (var[j] * unbias) + keep * running_var[j]
+
+
 cdef inline void batchnorm_eval_core(
         const floating* x, const floating* gamma, const floating* beta,
         const floating* running_mean, const floating* running_var, double eps,
         floating* y, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
-    """Eval mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta."""
+    """Eval mode as PyTorch's CPU kernel: alpha = gamma / sqrt(running_var + eps),
+    y = x * alpha + (beta - running_mean * alpha), in the array dtype."""
     cdef Py_ssize_t i, j
-    for i in range(n):
-        for j in range(d):
-            y[i * d + j] = <floating>(gamma[j] * ((x[i * d + j] - running_mean[j])
-                                                  / sqrt(running_var[j] + eps)) + beta[j])
+    cdef floating inv_std, alpha, shift
+    for j in range(d):
+        if floating is float:
+            inv_std = 1 / sqrtf(running_var[j] + <float>eps)
+        else:
+            inv_std = 1 / sqrt(running_var[j] + eps)
+        alpha = inv_std * gamma[j]
+        shift = beta[j] - running_mean[j] * alpha
+        for i in range(n):
+            y[i * d + j] = x[i * d + j] * alpha + shift

@@ -47,3 +47,15 @@ def batchnorm_eval(const floating[:, ::1] x,              # IN  (n, d)
     with nogil:
         batchnorm_eval_core(&x[0, 0], &gamma[0], &beta[0], &running_mean[0],
                             &running_var[0], eps, &y[0, 0], x.shape[0], x.shape[1])
+
+
+def batchnorm_running_update(const floating[::1] mean,        # IN  (d,) biased batch mean
+                             const floating[::1] var,         # IN  (d,) biased batch variance
+                             Py_ssize_t n, double momentum,   # n >= 2 rows in the batch
+                             floating[::1] running_mean,      # IN/OUT (d,)
+                             floating[::1] running_var):      # IN/OUT (d,)
+    if mean.shape[0] == 0:
+        return
+    with nogil:
+        batchnorm_running_update_core(&mean[0], &var[0], n, momentum, &running_mean[0],
+                                      &running_var[0], mean.shape[0])

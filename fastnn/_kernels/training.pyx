@@ -1,0 +1,302 @@
+"""The compiled training step: whole epochs of mini-batches without returning to Python.
+
+The kernel knows nothing of models. It runs a *plan*: a list of layer kinds with their
+widths, offsets into one flat parameter buffer (and its gradient), offsets into one flat
+buffer of running statistics, and offsets into one workspace laid out by
+`workspace_layout`. Every operation calls the same cores (*.pxd) as the per-operation
+entry points, so an epoch here and the same epoch run layer by layer from Python give
+bit-identical weights.
+"""
+from cython cimport floating
+from libc.math cimport isfinite
+from libc.stdint cimport int32_t, int64_t, uint64_t
+
+import numpy as np
+
+from fastnn._kernels.activations cimport activation_forward_n, activation_backward_n
+from fastnn._kernels.batchnorm cimport (
+    batchnorm_forward_core, batchnorm_backward_core, batchnorm_running_update_core,
+    batchnorm_eval_core)
+from fastnn._kernels.dropout cimport dropout_core
+from fastnn._kernels.linear cimport linear_forward_core, linear_backward_core
+from fastnn._kernels.losses cimport mse_core, bce_with_logits_core
+from fastnn._kernels.optimizers cimport (
+    add_penalty_gradient_core, penalty_core, sgd_step_core, adam_step_core)
+from fastnn._kernels.softmax cimport cross_entropy_labels_rows, cross_entropy_probs_rows
+
+cdef enum LayerKind:
+    LAYER_LINEAR = 0
+    LAYER_RELU = 1        # = ACT_RELU, ACT_SIGMOID, ACT_TANH of activations.pxd
+    LAYER_SIGMOID = 2
+    LAYER_TANH = 3
+    LAYER_DROPOUT = 4
+    LAYER_BATCHNORM = 5
+
+cdef enum LossKind:
+    LOSS_CROSS_ENTROPY_LABELS = 0
+    LOSS_CROSS_ENTROPY_PROBS = 1
+    LOSS_MSE = 2
+    LOSS_BCE_WITH_LOGITS = 3
+
+cdef enum OptimizerKind:
+    OPT_SGD = 0
+    OPT_ADAM = 1
+    OPT_ADAMW = 2
+
+# optimizer arguments, in this order, in opt_args
+cdef enum:
+    ARG_LR = 0
+    ARG_MOMENTUM = 1
+    ARG_DAMPENING = 2
+    ARG_NESTEROV = 3
+    ARG_WEIGHT_DECAY = 4
+    ARG_BETA1 = 5
+    ARG_BETA2 = 6
+    ARG_EPS = 7
+    N_OPT_ARGS = 8
+
+# workspace offsets per layer: output, mask or x_hat, (mean, var, inv_std)
+cdef enum:
+    WORK_OUT = 0
+    WORK_AUX = 1
+    WORK_STATS = 2
+
+LINEAR, RELU, SIGMOID, TANH, DROPOUT, BATCHNORM = range(6)
+CROSS_ENTROPY_LABELS, CROSS_ENTROPY_PROBS, MSE, BCE_WITH_LOGITS = range(4)
+SGD, ADAM, ADAMW = range(3)
+OPT_ARGS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps")
+
+
+def workspace_layout(kinds, widths, Py_ssize_t max_batch, bint training):
+    """Offsets (n_layers, 3) into one workspace, and its size, for batches of up to max_batch
+    rows: every layer's output, dropout masks and batch-norm caches (training only), then
+    two gradient buffers of the widest layer."""
+    cdef Py_ssize_t l, w, size = 0
+    offsets = np.full((len(kinds), 3), -1, dtype=np.int64)
+    for l, kind in enumerate(kinds):
+        w = widths[l + 1]
+        offsets[l, WORK_OUT] = size
+        size += max_batch * w
+        if training and kind in (DROPOUT, BATCHNORM):
+            offsets[l, WORK_AUX] = size
+            size += max_batch * w
+        if training and kind == BATCHNORM:
+            offsets[l, WORK_STATS] = size
+            size += 3 * w
+    grad_offsets = np.array([size, size + max_batch * max(widths)], dtype=np.int64)
+    if training:
+        size += 2 * max_batch * max(widths)
+    return offsets, grad_offsets, size
+
+
+cdef inline floating* at(floating* base, int64_t offset) noexcept nogil:
+    return base + offset if offset >= 0 else NULL
+
+
+cdef void forward_batch(
+        const floating* x, Py_ssize_t n, bint training, Py_ssize_t batch,
+        const int32_t[::1] kinds, const int64_t[::1] widths,
+        const int64_t[:, ::1] param_off, const int64_t[:, ::1] buffer_off,
+        const double[:, ::1] layer_args, const uint64_t[:, ::1] seeds,
+        const int64_t[:, ::1] work_off,
+        floating* params, floating* buffers, floating* work, int n_threads) noexcept nogil:
+    """Run the layers on n rows of x; layer l's output lands at work + work_off[l, 0]."""
+    cdef Py_ssize_t l, n_layers = kinds.shape[0]
+    cdef Py_ssize_t w_in, w_out
+    cdef const floating* inp = x
+    cdef floating* out
+    cdef floating* stats
+    cdef int kind
+    for l in range(n_layers):
+        kind = kinds[l]
+        w_in = widths[l]
+        w_out = widths[l + 1]
+        out = work + work_off[l, WORK_OUT]
+        if kind == LAYER_LINEAR:
+            linear_forward_core(inp, params + param_off[l, 0], at(params, param_off[l, 1]),
+                                out, n, w_in, w_out)
+        elif kind == LAYER_DROPOUT:
+            if training:
+                dropout_core(inp, layer_args[l, 0], seeds[batch, l], out,
+                             work + work_off[l, WORK_AUX], n * w_in, n_threads)
+            else:
+                out = <floating*>inp      # identity: pass the input on
+        elif kind == LAYER_BATCHNORM:
+            if training:
+                stats = work + work_off[l, WORK_STATS]
+                batchnorm_forward_core(inp, params + param_off[l, 0], params + param_off[l, 1],
+                                       layer_args[l, 0], out, work + work_off[l, WORK_AUX],
+                                       stats, stats + w_in, stats + 2 * w_in, n, w_in, n_threads)
+                batchnorm_running_update_core(stats, stats + w_in, n, layer_args[l, 1],
+                                              buffers + buffer_off[l, 0],
+                                              buffers + buffer_off[l, 1], w_in)
+            else:
+                batchnorm_eval_core(inp, params + param_off[l, 0], params + param_off[l, 1],
+                                    buffers + buffer_off[l, 0], buffers + buffer_off[l, 1],
+                                    layer_args[l, 0], out, n, w_in)
+        else:
+            activation_forward_n(kind, inp, out, n * w_in, n_threads)
+        inp = out
+
+
+def train_epoch(
+        const floating[:, ::1] X,            # IN  (n, n_in) this epoch's samples, in batch order
+        const int64_t[::1] labels,           # IN  (n,) class indices (cross-entropy on labels) or None
+        const floating[:, ::1] targets,      # IN  (n, k) targets (the other losses) or None
+        const int64_t[::1] bounds,           # IN  (n_batches + 1,) batch b is rows bounds[b]:bounds[b+1]
+        const int32_t[::1] kinds,            # IN  (n_layers,) LINEAR, RELU, ... per layer
+        const int64_t[::1] widths,           # IN  (n_layers + 1,) activation widths
+        const int64_t[:, ::1] param_off,     # IN  (n_layers, 2) weight/gamma and bias/beta offsets, -1 for none
+        const int64_t[:, ::1] buffer_off,    # IN  (n_layers, 2) running mean/var offsets
+        const double[:, ::1] layer_args,     # IN  (n_layers, 2) dropout p; batch-norm eps, momentum
+        const uint64_t[:, ::1] seeds,        # IN  (n_batches, n_layers) dropout seeds
+        const int64_t[:, ::1] work_off,      # IN  (n_layers, 3) from workspace_layout
+        const int64_t[::1] grad_off,         # IN  (2,) from workspace_layout
+        floating[::1] params,                # IN/OUT flat parameters
+        floating[::1] grads,                 # OUT flat gradients (of the last batch run)
+        floating[::1] buffers,               # IN/OUT flat running statistics
+        floating[::1] work,                  # workspace of workspace_layout's size
+        double[::1] row_loss,                # workspace (max batch rows,)
+        int loss_kind, double label_smoothing,
+        Py_ssize_t n_penalised, double l1, double l2,   # penalties on params[:n_penalised]
+        int opt_kind, const double[::1] opt_args,       # OPT_ARGS
+        floating[::1] state1, floating[::1] state2,     # IN/OUT optimizer state (momentum; Adam moments)
+        int64_t[::1] step_count,             # IN/OUT (1,) optimizer steps taken so far
+        double[::1] batch_losses,            # OUT (n_batches,) loss + penalty of each batch
+        int n_threads):
+    """Run every batch: forward, loss, backward, penalties, optimizer step.
+
+    Returns the number of batches completed. A batch whose loss (with penalties) is not
+    finite stops the epoch before its update: the caller reports it.
+    """
+    cdef Py_ssize_t b, l, lo, n, k, w_in, w_out
+    cdef Py_ssize_t n_layers = kinds.shape[0], n_batches = bounds.shape[0] - 1
+    cdef Py_ssize_t n_params = params.shape[0], n_in = X.shape[1], first_param_layer = n_layers
+    cdef floating* g
+    cdef floating* other
+    cdef floating* swap
+    cdef floating* dx
+    cdef floating* inp
+    cdef floating* out
+    cdef floating* p = &params[0]
+    cdef floating* gr = &grads[0]
+    cdef floating* buf = &buffers[0] if buffers.shape[0] else NULL
+    cdef floating* ws = &work[0]
+    cdef floating* s1 = &state1[0] if state1 is not None and state1.shape[0] else NULL
+    cdef floating* s2 = &state2[0] if state2 is not None and state2.shape[0] else NULL
+    cdef const int64_t* lab = &labels[0] if labels is not None else NULL
+    cdef const floating* tgt = &targets[0, 0] if targets is not None else NULL
+    cdef double loss
+    cdef int kind
+    cdef Py_ssize_t i, completed = 0
+    cdef double lr = opt_args[ARG_LR], momentum = opt_args[ARG_MOMENTUM]
+    cdef double dampening = opt_args[ARG_DAMPENING], weight_decay = opt_args[ARG_WEIGHT_DECAY]
+    cdef bint nesterov = opt_args[ARG_NESTEROV] != 0
+    cdef double beta1 = opt_args[ARG_BETA1], beta2 = opt_args[ARG_BETA2], eps = opt_args[ARG_EPS]
+
+    for l in range(n_layers):
+        if kinds[l] == LAYER_LINEAR or kinds[l] == LAYER_BATCHNORM:
+            first_param_layer = l
+            break
+    k = widths[n_layers]
+
+    with nogil:
+        for b in range(n_batches):
+            lo = bounds[b]
+            n = bounds[b + 1] - lo
+            forward_batch(&X[lo, 0], n, True, b, kinds, widths, param_off, buffer_off,
+                          layer_args, seeds, work_off, p, buf, ws, n_threads)
+
+            # loss and its gradient with respect to the last layer's output
+            out = ws + work_off[n_layers - 1, WORK_OUT]
+            g = ws + grad_off[0]
+            other = ws + grad_off[1]
+            if loss_kind == LOSS_CROSS_ENTROPY_LABELS:
+                loss = cross_entropy_labels_rows(out, lab + lo, label_smoothing, g,
+                                                 &row_loss[0], n, k, n_threads)
+            elif loss_kind == LOSS_CROSS_ENTROPY_PROBS:
+                loss = cross_entropy_probs_rows(out, tgt + lo * k, g, &row_loss[0], n, k,
+                                                n_threads)
+            elif loss_kind == LOSS_MSE:
+                loss = mse_core(out, tgt + lo * k, g, n * k)
+            else:
+                loss = bce_with_logits_core(out, tgt + lo * k, g, n * k)
+
+            # backward, down to the first layer with parameters (its input gradient is unused)
+            l = n_layers - 1
+            while l >= first_param_layer:
+                kind = kinds[l]
+                w_in = widths[l]
+                w_out = widths[l + 1]
+                inp = <floating*>&X[lo, 0] if l == 0 else ws + work_off[l - 1, WORK_OUT]
+                out = ws + work_off[l, WORK_OUT]
+                if kind == LAYER_LINEAR:
+                    dx = other if l > first_param_layer else NULL
+                    linear_backward_core(inp, p + param_off[l, 0], g, dx,
+                                         gr + param_off[l, 0], at(gr, param_off[l, 1]),
+                                         n, w_in, w_out, n_threads)
+                    swap = g
+                    g = other
+                    other = swap
+                elif kind == LAYER_DROPOUT:
+                    dx = ws + work_off[l, WORK_AUX]       # the mask
+                    for i in range(n * w_in):
+                        g[i] = g[i] * dx[i]
+                elif kind == LAYER_BATCHNORM:
+                    # in place: each column's sums are taken before its dx is written
+                    dx = g if l > first_param_layer else NULL
+                    batchnorm_backward_core(g, ws + work_off[l, WORK_AUX],
+                                            ws + work_off[l, WORK_STATS] + 2 * w_in,
+                                            p + param_off[l, 0], dx,
+                                            gr + param_off[l, 0], gr + param_off[l, 1],
+                                            n, w_in, n_threads)
+                else:
+                    activation_backward_n(kind, inp, out, g, g, n * w_in, n_threads)
+                l -= 1
+
+            if l1 != 0 or l2 != 0:
+                loss += penalty_core(p, l1, l2, n_penalised)
+                add_penalty_gradient_core(p, gr, l1, l2, n_penalised, n_threads)
+            batch_losses[b] = loss
+            if not isfinite(loss):
+                break
+
+            if opt_kind == OPT_SGD:
+                sgd_step_core(p, gr, s1, lr, momentum, dampening, nesterov, weight_decay,
+                              step_count[0] == 0, n_params, n_threads)
+            else:
+                adam_step_core(p, gr, s1, s2, lr, beta1, beta2, eps, weight_decay,
+                               opt_kind == OPT_ADAMW, step_count[0] + 1, n_params, n_threads)
+            step_count[0] += 1
+            completed += 1
+    return completed
+
+
+def predict(const floating[:, ::1] X,          # IN  (n, n_in)
+            const int32_t[::1] kinds, const int64_t[::1] widths,
+            const int64_t[:, ::1] param_off, const int64_t[:, ::1] buffer_off,
+            const double[:, ::1] layer_args,
+            const int64_t[:, ::1] work_off,    # from workspace_layout(..., training=False)
+            const floating[::1] params, const floating[::1] buffers,
+            floating[::1] work,
+            floating[:, ::1] out,              # OUT (n, widths[-1])
+            Py_ssize_t chunk, int n_threads):
+    """Eval-mode forward pass, chunk rows at a time through a workspace sized for chunk."""
+    cdef Py_ssize_t lo, n, i, total = X.shape[0], n_layers = kinds.shape[0]
+    cdef Py_ssize_t k = widths[n_layers]
+    cdef floating* last
+    cdef floating* buf = <floating*>&buffers[0] if buffers.shape[0] else NULL
+    cdef const uint64_t[:, ::1] no_seeds = np.zeros((1, n_layers), dtype=np.uint64)
+    if total == 0:
+        return
+    with nogil:
+        lo = 0
+        while lo < total:
+            n = chunk if total - lo > chunk else total - lo
+            forward_batch(&X[lo, 0], n, False, 0, kinds, widths, param_off, buffer_off,
+                          layer_args, no_seeds, work_off, <floating*>&params[0], buf, &work[0],
+                          n_threads)
+            last = &work[0] + work_off[n_layers - 1, WORK_OUT]
+            for i in range(n * k):
+                out[lo + i // k, i % k] = last[i]
+            lo += n
