@@ -14,6 +14,7 @@ Conventions shared with ``fastnn.ops``:
   with a message naming the problem.
 """
 import numbers
+import operator
 
 import numpy as np
 
@@ -61,11 +62,13 @@ def _require_same_shape(a, b, name_a, name_b):
 
 
 def _check_num_classes(num_classes):
-    if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
+    try:
+        num_classes = operator.index(num_classes)
+    except TypeError:
+        raise TypeError(f"num_classes must be an integer, got {num_classes!r}") from None
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    return int(num_classes)
+    return num_classes
 
 
 def _check_labels(labels, num_classes, name):
@@ -136,10 +139,11 @@ def relu_backward(x, dy):
 
 def _shifted_rows(z, name):
     """z - max_k z_ik: shifting each row by its maximum leaves softmax unchanged and
-    makes every exponent <= 0, so exp cannot overflow (and one term is exactly 1)."""
+    makes every exponent <= 0, so exp cannot overflow (and one term is exactly 1).
+    (An array with no columns has nothing to shift: it comes back as it is.)"""
     _require_ndim(z, 2, name)
     if z.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one column, got shape {z.shape}")
+        return z.copy()
     return z - z.max(axis=1, keepdims=True)
 
 
@@ -189,7 +193,7 @@ def cross_entropy(logits, target):
         raise ValueError("cross_entropy needs at least one row, got empty logits "
                          f"of shape {logits.shape}")
     if k == 0:
-        raise ValueError(f"logits must have at least one column, got shape {logits.shape}")
+        raise ValueError(f"cross_entropy needs at least one class, got logits of shape {logits.shape}")
     target = np.asarray(target)
     if target.ndim == 1:                                  # class indices
         if target.shape[0] != n:
@@ -344,9 +348,10 @@ def _check_p(p):
 def _check_seed(seed):
     if seed is None:
         return int(np.random.default_rng().integers(0, 2 ** 64, dtype=np.uint64))
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer or None, got {seed!r}")
-    return int(seed) % 2 ** 64
+    try:
+        return operator.index(seed) % 2 ** 64
+    except TypeError:
+        raise TypeError(f"seed must be an integer or None, got {seed!r}") from None
 
 
 def dropout(x, p, seed):

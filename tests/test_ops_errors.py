@@ -66,6 +66,8 @@ BAD = [
     # empty where a row is needed
     ("cross_entropy-empty", "cross_entropy", lambda: (np.ones((0, 3)), np.zeros(0, dtype=int)), r"row"),
     ("cross_entropy-empty-probs", "cross_entropy", lambda: (np.ones((0, 3)), np.ones((0, 3))), r"row"),
+    ("cross_entropy-no-classes", "cross_entropy", lambda: (np.ones((2, 0)), np.zeros(2, dtype=int)),
+     r"class"),
     ("batchnorm_forward-empty", "batchnorm_forward", lambda: (np.ones((0, 3)), np.ones(3), np.zeros(3), 1e-5),
      r"row"),
     # bad dropout probability
@@ -107,6 +109,8 @@ def test_wrong_kind_of_input_raises_type_error(mod, case):
 GOOD_EDGE_CASES = [
     # allowed: empty batches where nothing needs a row
     ("softmax", lambda: (np.ones((0, 3)),), (0, 3)),
+    ("softmax", lambda: (np.ones((2, 0)),), (2, 0)),
+    ("log_softmax", lambda: (np.ones((2, 0)),), (2, 0)),
     ("log_softmax", lambda: (np.ones((0, 3)),), (0, 3)),
     ("one_hot", lambda: (np.zeros(0, dtype=int), 4), (0, 4)),
     ("sigmoid", lambda: (np.ones((0, 3)),), (0, 3)),
