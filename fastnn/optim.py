@@ -1,0 +1,197 @@
+"""Optimizers with PyTorch's update rules: SGD (momentum, Nesterov, weight decay), Adam, AdamW.
+
+Flat buffers: when the parameters given are views covering one contiguous stretch of a
+model's flat parameter buffer (as ``model.parameters()`` are), the optimizer updates that
+stretch as one array: one pass of vector operations for all parameters, and one state array
+per statistic. Any other list of parameters is updated one parameter at a time. Both
+ways compute the same numbers elementwise, so they give identical results. The updates are
+the compiled cores of ``fastnn._kernels.optimizers``, the same ones the compiled training
+step runs.
+
+Create the optimizer after the model: it holds on to the arrays the parameters have then.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from fastnn._config import get_num_threads
+from fastnn._kernels import optimizers as _kernels
+from fastnn.nn.parameter import Parameter
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get_optimizer"]
+
+
+def _flat_groups(params):
+    """[(data, grad)] arrays to update: one pair of 1-D views when the parameters tile one
+    contiguous stretch of a shared flat buffer, else one pair per parameter."""
+    flats = [p._flat for p in params]
+    if all(f is not None for f in flats):
+        base_data, base_grad = flats[0][0], flats[0][1]
+        if all(f[0] is base_data and f[1] is base_grad for f in flats):
+            spans = sorted((f[2], p.size) for f, p in zip(flats, params))
+            start = spans[0][0]
+            end = start
+            for offset, size in spans:
+                if offset != end:
+                    break
+                end += size
+            else:
+                return [(base_data[start:end], base_grad[start:end])], True
+    return [(p.data.reshape(-1), p.grad.reshape(-1)) for p in params], False
+
+
+def _positive(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def _non_negative(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+class Optimizer:
+    """Base class: holds ``params``, the arrays to update, and ``step_count``."""
+
+    def __init__(self, params, lr):
+        if isinstance(params, Parameter):
+            raise TypeError("params must be an iterable of Parameters (e.g. model.parameters()),"
+                            " got a single Parameter")
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"optimizer parameters must be Parameter objects, got "
+                                f"{type(p).__name__}")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("some parameters appear more than once")
+        self.params = params
+        self.lr = _positive(lr, "lr")
+        self._groups, self.is_flat = _flat_groups(params)
+        self.step_count = 0
+
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = _positive(value, "lr")
+
+    def zero_grad(self):
+        for _data, grad in self._groups:
+            grad.fill(0)
+
+    def step(self):
+        self.step_count += 1
+        for i, (data, grad) in enumerate(self._groups):
+            self._update(i, data, grad)
+
+    def _update(self, i, data, grad):
+        raise NotImplementedError
+
+    def _state(self, name, i, like):
+        """The per-group state array `name` (zeros at first)."""
+        states = self.__dict__.setdefault("_" + name, {})
+        arr = states.get(i)
+        if arr is None:
+            arr = states[i] = np.zeros_like(like)
+        return arr
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, as ``torch.optim.SGD`` (dampening 0):
+
+        g = grad + weight_decay * p
+        momentum: b = g at the first step, then b = momentum * b + g;
+                  g = g + momentum * b (Nesterov) or g = b
+        p = p - lr * g
+    """
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum = _non_negative(momentum, "momentum")
+        self.nesterov = bool(nesterov)
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("Nesterov momentum requires momentum > 0")
+
+    def _update(self, i, data, grad):
+        # without momentum the kernel never touches the buffer: pass data as a stand-in
+        buf = self._state("momentum_buffer", i, data) if self.momentum else data
+        _kernels.sgd_step(data, grad, buf, self.lr, self.momentum, 0.0, self.nesterov,
+                          self.weight_decay, self.step_count == 1, get_num_threads())
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam`` (weight decay added to the gradient, L2-style):
+
+        g = grad + weight_decay * p
+        m = m + (1 - beta1) * (g - m);  v = beta2 * v + (1 - beta2) * g * g
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        beta1, beta2 = (float(b) for b in betas)
+        for name, b in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {b}")
+        self.betas = (beta1, beta2)
+        self.eps = _non_negative(eps, "eps")
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+
+    def _update(self, i, data, grad):
+        beta1, beta2 = self.betas
+        _kernels.adam_step(data, grad, self._state("exp_avg", i, data),
+                           self._state("exp_avg_sq", i, data), self.lr, beta1, beta2, self.eps,
+                           self.weight_decay, self._decoupled, self.step_count,
+                           get_num_threads())
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as ``torch.optim.AdamW``: first
+    p = p * (1 - lr * weight_decay), then the Adam step without L2 in the gradient."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+_NAMES = {
+    "sgd": lambda params, lr: SGD(params, lr),
+    "momentum": lambda params, lr: SGD(params, lr, momentum=0.9),
+    "nesterov": lambda params, lr: SGD(params, lr, momentum=0.9, nesterov=True),
+    "adam": lambda params, lr: Adam(params, lr),
+    "adamw": lambda params, lr: AdamW(params, lr),
+}
+
+
+def check_optimizer_name(name):
+    if name not in _NAMES:
+        raise ValueError(f"unknown optimizer {name!r}; use one of {sorted(_NAMES)} or an "
+                         "optimizer object")
+
+
+def get_optimizer(optimizer, params, lr):
+    """An optimizer from a name ("sgd", "momentum" (0.9), "nesterov", "adam", "adamw")
+    with learning rate lr, or the optimizer object given."""
+    if isinstance(optimizer, str):
+        check_optimizer_name(optimizer)
+        return _NAMES[optimizer](params, lr)
+    if callable(getattr(optimizer, "step", None)):
+        return optimizer
+    raise TypeError(f"optimizer must be a name or an object with step(), got {optimizer!r}")
