@@ -18,6 +18,8 @@ from fastnn.datasets import load_digits
 
 __all__ = ["main", "prepare_digits", "build_model", "train_digits"]
 
+LR, BATCH_SIZE, L2, PATIENCE, VALIDATION_SPLIT = 1e-3, 16, 1e-5, 10, 0.1
+
 
 def prepare_digits(seed=0, test_fraction=0.25):
     """Bundled digits split into train/test by ``seed`` (stratified by class) and standardised
@@ -39,8 +41,8 @@ def prepare_digits(seed=0, test_fraction=0.25):
 
 def build_model(seed=0, kernels=None, dtype="float32"):
     return fastnn.Sequential(
-        fastnn.Linear(64, 128), fastnn.BatchNorm1d(128), fastnn.ReLU(), fastnn.Dropout(0.2),
-        fastnn.Linear(128, 64), fastnn.BatchNorm1d(64), fastnn.ReLU(), fastnn.Dropout(0.2),
+        fastnn.Linear(64, 128), fastnn.BatchNorm1d(128), fastnn.ReLU(), fastnn.Dropout(0.1),
+        fastnn.Linear(128, 64), fastnn.BatchNorm1d(64), fastnn.ReLU(), fastnn.Dropout(0.1),
         fastnn.Linear(64, 10),
         dtype=dtype, seed=seed, kernels=kernels)
 
@@ -49,11 +51,11 @@ def train_digits(data, *, seed=0, kernels=None, epochs=60, verbose=0, dtype="flo
     """Train the demo network; returns (model, history, test accuracy, seconds)."""
     X_train, X_test, y_train, y_test = data
     model = build_model(seed, kernels, dtype)
-    stop = fastnn.EarlyStopping(monitor="val_loss", patience=8, restore_best_weights=True)
+    stop = fastnn.EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=True)
     start = time.perf_counter()
-    history = model.fit(X_train, y_train, loss="cross_entropy", optimizer="adam", lr=3e-3,
-                        epochs=epochs, batch_size=64, l2=1e-4, validation_split=0.15,
-                        early_stopping=stop, verbose=verbose)
+    history = model.fit(X_train, y_train, loss="cross_entropy", optimizer="adam", lr=LR,
+                        epochs=epochs, batch_size=BATCH_SIZE, l2=L2,
+                        validation_split=VALIDATION_SPLIT, early_stopping=stop, verbose=verbose)
     seconds = time.perf_counter() - start
     accuracy = float(np.mean(model.predict(X_test).argmax(axis=1) == y_test))
     return model, history, accuracy, seconds
@@ -74,12 +76,12 @@ def main(argv=None):
     data = prepare_digits(args.seed)
     X_train, X_test = data[0], data[1]
     print(f"UCI handwritten digits (bundled): {len(X_train)} training images "
-          f"(15% of them held out for validation), {len(X_test)} test images, 8x8 pixels, "
-          f"10 classes")
+          f"({VALIDATION_SPLIT:.0%} of them held out for validation), {len(X_test)} test "
+          f"images, 8x8 pixels, 10 classes")
     model = build_model(args.seed)
     print(model)
-    print(f"Adam lr 3e-3, batch 64, L2 1e-4, early stopping on val_loss (patience 8), "
-          f"{fastnn.get_num_threads()} thread(s)\n")
+    print(f"Adam lr {LR:g}, batch {BATCH_SIZE}, L2 {L2:g}, early stopping on val_loss "
+          f"(patience {PATIENCE}), {fastnn.get_num_threads()} thread(s)\n")
 
     print("== fastnn (compiled kernels) ==")
     model, history, accuracy, seconds = train_digits(

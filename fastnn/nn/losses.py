@@ -14,7 +14,7 @@ __all__ = ["Loss", "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "get_loss
 
 class Loss:
     """Base class. Subclasses implement ``forward(outputs, targets) -> (loss, grad)`` and
-    ``prepare_targets(y, n_outputs, dtype)`` (validation and conversion used by ``fit``)."""
+    ``prepare_targets(y, n_outputs, dtype, name)`` (validation and conversion for ``fit``)."""
 
     def __init__(self):
         self._grad = None
@@ -40,9 +40,10 @@ class Loss:
     def forward(self, outputs, targets):
         raise NotImplementedError
 
-    def prepare_targets(self, y, n_outputs, dtype):
-        y = as_numeric(y, "y")
-        check_finite(y, "y")
+    def prepare_targets(self, y, n_outputs, dtype, name="y"):
+        """y checked against the model's output width and converted (``fit`` calls this)."""
+        y = as_numeric(y, name)
+        check_finite(y, name)
         return y
 
     @staticmethod
@@ -96,40 +97,42 @@ class CrossEntropyLoss(Loss):
             targets = targets * (1.0 - eps) + eps / k
         return self.kernels.cross_entropy(z, targets)
 
-    def prepare_targets(self, y, n_outputs, dtype):
-        y = as_numeric(y, "y")
+    def prepare_targets(self, y, n_outputs, dtype, name="y"):
+        y = as_numeric(y, name)
         if y.ndim == 2 and y.shape[1] == 1 and n_outputs != 1:
             y = y[:, 0]
         if y.ndim == 1:
             if n_outputs is None:
-                return class_labels(y, np.iinfo(np.int64).max, "y")
-            return class_labels(y, n_outputs, "y (class labels for the model's "
+                return class_labels(y, np.iinfo(np.int64).max, name)
+            return class_labels(y, n_outputs, f"{name} (class labels for the model's "
                                               f"{n_outputs} outputs)")
         if y.ndim == 2:
             if n_outputs is not None and y.shape[1] != n_outputs:
-                raise ValueError(f"y has {y.shape[1]} columns (class probabilities) but the "
-                                 f"model has {n_outputs} outputs")
+                raise ValueError(f"{name} has {y.shape[1]} columns (class probabilities) but "
+                                 f"the model has {n_outputs} outputs")
             y = np.ascontiguousarray(y, dtype=dtype)
-            check_finite(y, "y")
+            check_finite(y, name)
             return y
-        raise ValueError(f"y must be (n,) class labels or (n, k) probabilities, got shape {y.shape}")
+        raise ValueError(f"{name} must be (n,) class labels or (n, k) probabilities, "
+                         f"got shape {y.shape}")
 
     def __repr__(self):
         return f"CrossEntropyLoss(label_smoothing={self.label_smoothing})"
 
 
-def _regression_targets(y, n_outputs, dtype):
+def _regression_targets(y, n_outputs, dtype, name):
     """(n,) or (n, k) real targets as (n, n_outputs) of the model's dtype."""
-    y = as_numeric(y, "y")
+    y = as_numeric(y, name)
     if y.ndim == 1:
         y = y[:, None]
     if y.ndim != 2:
-        raise ValueError(f"y must be (n,) or (n, k), got shape {y.shape}")
+        raise ValueError(f"{name} must be (n,) or (n, k), got shape {y.shape}")
     if n_outputs is not None and y.shape[1] != n_outputs:
-        raise ValueError(f"y has {y.shape[1]} target columns but the model has "
+        raise ValueError(f"{name} has {y.shape[1]} target columns but the model has "
                          f"{n_outputs} outputs")
-    y = np.ascontiguousarray(y, dtype=dtype)
-    check_finite(y, "y")
+    with np.errstate(over="ignore"):
+        y = np.ascontiguousarray(y, dtype=dtype)
+    check_finite(y, name)
     return y
 
 
@@ -153,8 +156,8 @@ class MSELoss(Loss):
     def forward(self, outputs, targets):
         return _fused.mse(self.kernels, *_matching(outputs, targets))
 
-    def prepare_targets(self, y, n_outputs, dtype):
-        return _regression_targets(y, n_outputs, dtype)
+    def prepare_targets(self, y, n_outputs, dtype, name="y"):
+        return _regression_targets(y, n_outputs, dtype, name)
 
 
 class BCEWithLogitsLoss(Loss):
@@ -167,8 +170,8 @@ class BCEWithLogitsLoss(Loss):
     def forward(self, outputs, targets):
         return _fused.bce_with_logits(self.kernels, *_matching(outputs, targets))
 
-    def prepare_targets(self, y, n_outputs, dtype):
-        return _regression_targets(y, n_outputs, dtype)
+    def prepare_targets(self, y, n_outputs, dtype, name="y"):
+        return _regression_targets(y, n_outputs, dtype, name)
 
 
 _NAMES = {

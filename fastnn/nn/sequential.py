@@ -231,7 +231,8 @@ class Sequential(Module):
         if self.n_features_in is not None and X.shape[1] != self.n_features_in:
             raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
                              f"{self.n_features_in}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below
+            X = np.ascontiguousarray(X, dtype=self.dtype)
         if not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or infinity"
                              f" (values beyond the {self.dtype.name} range count as infinity)")
@@ -265,7 +266,7 @@ class Sequential(Module):
     # -- fit ---------------------------------------------------------------------------------
     def _check_y(self, y, loss_fn, n, name="y"):
         if hasattr(loss_fn, "prepare_targets"):
-            y = loss_fn.prepare_targets(y, self.n_outputs, self.dtype)
+            y = loss_fn.prepare_targets(y, self.n_outputs, self.dtype, name)
         else:
             y = as_numeric(y, name)
         if y.ndim == 0 or y.shape[0] != n:

@@ -90,17 +90,22 @@ def _invalid(path, why):
     return ValueError(f"{os.fspath(path)!r} is not a valid fastnn model file: {why}")
 
 
+def _arrays_of(path, npz):
+    keys = set(npz.files)
+    if keys != _KEYS:
+        raise _invalid(path, f"expected arrays {sorted(_KEYS)}, found {sorted(keys)}")
+    return {k: npz[k] for k in _KEYS}
+
+
 def _read_arrays(path):
+    fh = open(path, "rb")      # our own handle: np.load leaks its own if the zip is bad
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise _invalid(path, "not an .npz archive")
-            keys = set(npz.files)
-            if keys != _KEYS:
-                raise _invalid(path, f"expected arrays {sorted(_KEYS)}, found {sorted(keys)}")
-            return {k: npz[k] for k in _KEYS}
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
+        with fh:
+            npz = np.load(fh, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise _invalid(path, "a single .npy array, not an .npz archive")
+            with npz:
+                return _arrays_of(path, npz)
     except ValueError as e:
         if str(e).startswith(repr(os.fspath(path))):
             raise

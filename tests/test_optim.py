@@ -1,0 +1,146 @@
+"""fastnn.optim: update rules against a NumPy transcription of PyTorch's (torch itself in
+test_torch_parity.py), flat-buffer and per-parameter updates identical, argument checks."""
+import numpy as np
+import pytest
+
+from fastnn import nn
+from fastnn.optim import SGD, Adam, AdamW, get_optimizer
+
+from conftest import normal
+
+
+def numpy_sgd(p, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    buf = None
+    for g in grads:
+        g = g + weight_decay * p
+        if momentum:
+            buf = g.copy() if buf is None else momentum * buf + g
+            g = g + momentum * buf if nesterov else buf
+        p = p - lr * g
+    return p
+
+
+def numpy_adam(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = m + (1 - betas[0]) * (g - m)
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        denom = np.sqrt(v) / np.sqrt(1 - betas[1] ** t) + eps
+        p = p - lr / (1 - betas[0] ** t) * m / denom
+    return p
+
+
+CASES = {
+    "sgd": (lambda ps: SGD(ps, lr=0.1), lambda p, gs: numpy_sgd(p, gs, 0.1)),
+    "momentum": (lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+                 lambda p, gs: numpy_sgd(p, gs, 0.1, 0.9, weight_decay=0.01)),
+    "nesterov": (lambda ps: SGD(ps, lr=0.1, momentum=0.7, nesterov=True),
+                 lambda p, gs: numpy_sgd(p, gs, 0.1, 0.7, nesterov=True)),
+    "adam": (lambda ps: Adam(ps, lr=0.01, weight_decay=0.1),
+             lambda p, gs: numpy_adam(p, gs, 0.01, weight_decay=0.1)),
+    "adamw": (lambda ps: AdamW(ps, lr=0.01, betas=(0.8, 0.9), weight_decay=0.2),
+              lambda p, gs: numpy_adam(p, gs, 0.01, (0.8, 0.9), weight_decay=0.2,
+                                       decoupled=True)),
+}
+
+
+def model_and_grads(dtype, n_steps=5):
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3), dtype=dtype, seed=0)
+    grads = [normal(model._flat_grads.shape, dtype, "optim-grad", step) for step in range(n_steps)]
+    return model, grads
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_rules_match_numpy_transcription(name, dtype):
+    make, oracle = CASES[name]
+    model, grads = model_and_grads(dtype)
+    start = model._flat_params.astype(np.float64)
+    opt = make(model.parameters())
+    assert opt.is_flat
+    for g in grads:
+        model._flat_grads[...] = g
+        opt.step()
+    expected = oracle(start, [g.astype(np.float64) for g in grads])
+    # float64: a few roundings per step; float32: rounding of every intermediate (~1e-7)
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    scale = np.abs(expected).max()
+    assert np.abs(model._flat_params - expected).max() <= rtol * scale
+
+
+def test_flat_buffer_detection():
+    model, _ = model_and_grads(np.float32)
+    params = model.parameters()
+    assert SGD(params, lr=0.1).is_flat
+    assert SGD(params[::-1], lr=0.1).is_flat               # order does not matter
+    assert SGD(params[1:], lr=0.1).is_flat                 # one contiguous stretch
+    assert not SGD(params[:1] + params[2:], lr=0.1).is_flat    # a gap: per parameter
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_flat_and_per_parameter_updates_are_identical(name):
+    make = CASES[name][0]
+    model, grads = model_and_grads(np.float32)
+    loose = [nn.Parameter(p.data) for p in model.parameters()]     # copies, no flat buffer
+    flat_opt, loose_opt = make(model.parameters()), make(loose)
+    assert flat_opt.is_flat and not loose_opt.is_flat
+    for g in grads:
+        model._flat_grads[...] = g
+        for p, q in zip(model.parameters(), loose):
+            q.grad = p.grad
+        flat_opt.step()
+        loose_opt.step()
+    for p, q in zip(model.parameters(), loose):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_zero_grad_and_lr():
+    model, grads = model_and_grads(np.float64, 1)
+    opt = Adam(model.parameters(), lr=0.1)
+    model._flat_grads[...] = grads[0]
+    opt.zero_grad()
+    assert not model._flat_grads.any()
+    opt.lr = 0.5
+    assert opt.lr == 0.5
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = 0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda ps: SGD(ps, lr=0), "lr"),
+    (lambda ps: SGD(ps, lr=-1), "lr"),
+    (lambda ps: SGD(ps, lr=float("inf")), "lr"),
+    (lambda ps: SGD(ps, lr=0.1, momentum=-0.5), "momentum"),
+    (lambda ps: SGD(ps, lr=0.1, nesterov=True), "Nesterov"),
+    (lambda ps: SGD(ps, lr=0.1, weight_decay=-1), "weight_decay"),
+    (lambda ps: Adam(ps, betas=(1.0, 0.9)), "beta1"),
+    (lambda ps: Adam(ps, betas=(0.9, -0.1)), "beta2"),
+    (lambda ps: Adam(ps, eps=-1e-8), "eps"),
+    (lambda ps: AdamW(ps, weight_decay=-0.01), "weight_decay"),
+    (lambda ps: Adam([]), "empty"),
+    (lambda ps: Adam(ps + ps[:1]), "more than once"),
+    (lambda ps: get_optimizer("rmsprop", ps, 0.1), "unknown optimizer"),
+])
+def test_bad_optimizer_arguments(make, message):
+    model, _ = model_and_grads(np.float64, 1)
+    with pytest.raises(ValueError, match=message):
+        make(model.parameters())
+
+
+def test_optimizer_takes_only_parameters():
+    with pytest.raises(TypeError):
+        SGD([np.zeros(3)], lr=0.1)
+    with pytest.raises(TypeError):
+        SGD(nn.Parameter(np.zeros(3)), lr=0.1)
+    # standalone parameters (not in a model) are updated one by one
+    p = nn.Parameter(np.ones((2, 3)))
+    p.grad[...] = 1.0
+    opt = SGD([p], lr=0.5)
+    assert not opt.is_flat
+    opt.step()
+    np.testing.assert_array_equal(p.data, np.full((2, 3), 0.5))
