@@ -10,7 +10,6 @@ by sqrt(v) + eps in Adam amplifies differences in tiny second moments.
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn import nn
 from fastnn.optim import SGD, Adam, AdamW
 
@@ -63,7 +62,8 @@ def copy_weights(model, tmodel):
                 tlayer.bias.copy_(torch.from_numpy(layer.bias.data.copy()))
             elif isinstance(layer, nn.BatchNorm1d):
                 # non-trivial gamma/beta, so their gradients are tested too
-                layer.weight.data[...] = 1 + 0.3 * np.arange(layer.num_features) / layer.num_features
+                d = layer.num_features
+                layer.weight.data[...] = 1 + 0.3 * np.arange(d) / d
                 layer.bias.data[...] = np.linspace(-0.2, 0.2, layer.num_features)
                 tlayer.weight.copy_(torch.from_numpy(layer.weight.data.copy()))
                 tlayer.bias.copy_(torch.from_numpy(layer.bias.data.copy()))
@@ -254,7 +254,8 @@ def test_optimizer_steps_match_torch(name, per_parameter):
         model.backward(loss_fn.backward())
         opt.step()
         topt.zero_grad()
-        torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(X)), torch.from_numpy(y)).backward()
+        tloss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(X)), torch.from_numpy(y))
+        tloss.backward()
         topt.step()
     for p, expected in zip(model.parameters(), _torch_params_in_our_layout(tmodel)):
         _close(p.data, expected, 1e-8, f"{name}: {p.name} after 6 steps")
@@ -304,4 +305,3 @@ def test_dropout_scaling_matches_torch_semantics():
     np.testing.assert_array_equal(model.backward(dy), dy * mask)
     model.eval()
     np.testing.assert_array_equal(model.forward(x), x)
-    _ = fastnn  # the top-level names are exercised in test_nn

@@ -1,4 +1,5 @@
-"""Loss functions: ``loss(outputs, targets) -> float``, then ``loss.backward() -> d loss / d outputs``.
+"""Loss functions: ``loss(outputs, targets) -> float``, then ``loss.backward()`` returns
+d loss / d outputs.
 
 Reductions are PyTorch's defaults (``reduction="mean"``): cross-entropy averages over rows,
 MSE and BCE-with-logits over every element.
