@@ -7,3 +7,4 @@ __version__ = "0.1.0"
 from fastnn import nn, optim, datasets
 from fastnn.nn import (Parameter, Linear, ReLU, Sigmoid, Tanh, Dropout, BatchNorm1d, Sequential,
                        EarlyStopping, History, CrossEntropyLoss, MSELoss, BCEWithLogitsLoss, load)
+from fastnn.estimators import MLPClassifier, MLPRegressor, Perceptron

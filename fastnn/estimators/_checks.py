@@ -1,0 +1,373 @@
+"""Input validation for the estimators: fastnn's own, with scikit-learn's messages.
+
+Every function here only reads its inputs and returns new values; nothing touches an
+estimator, so a fit that fails validation leaves the estimator as it was.
+"""
+import numbers
+import warnings
+
+import numpy as np
+
+from ._base import DataConversionWarning
+
+
+def _is_sparse(X):
+    try:
+        import scipy.sparse
+    except ImportError:  # pragma: no cover - scipy is a build dependency
+        return False
+    return scipy.sparse.issparse(X)
+
+
+def get_feature_names(X):
+    """Column names of a DataFrame-like X as an object array, if all are strings."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "shape") or isinstance(X, np.ndarray):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    if names.size == 0:
+        return None
+    types = sorted({type(n).__qualname__ for n in names})
+    if len(types) > 1 and "str" in types:
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {types} as feature name / column name types. If you "
+            "want feature names to be stored and validated, you must convert them all "
+            "to strings, by using X.columns = X.columns.astype(str) for example. "
+            "Otherwise you can remove feature / column names from your input data, or "
+            "convert them all to a non-string data type.")
+    if types == ["str"]:
+        return names
+    return None
+
+
+def _to_numpy(X):
+    if _is_sparse(X):
+        # Sparse input is accepted and densified: the kernels are dense.
+        return X.toarray()
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        return X.to_numpy()
+    return np.asarray(X)
+
+
+def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_samples=1):
+    """Validate and convert X to a C-contiguous 2-D float array of ``dtype``.
+
+    ``dtype`` is a NumPy float dtype, or the tuple (float64, float32) meaning "keep
+    float32/float64 input, convert everything else to float64".
+    """
+    try:
+        arr = _to_numpy(X)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} could not be converted to an array: {exc}") from exc
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported\n{name} has a complex dtype.")
+    if arr.dtype.kind in "OSUV" and arr.dtype != object:
+        raise ValueError(f"{name} must hold numbers, got an array of dtype {arr.dtype}.")
+    if arr.ndim == 0:
+        raise ValueError(
+            f"Expected 2D array, got scalar array instead:\narray={arr!r}.\n"
+            "Reshape your data either using array.reshape(-1, 1) if your data has a "
+            "single feature or array.reshape(1, -1) if it contains a single sample.")
+    if arr.ndim == 1:
+        raise ValueError(
+            f"Expected 2D array, got 1D array instead:\narray={arr!r}.\n"
+            "Reshape your data either using array.reshape(-1, 1) if your data has a "
+            "single feature or array.reshape(1, -1) if it contains a single sample.")
+    if arr.ndim > 2:
+        raise ValueError(
+            f"Found array with dim {arr.ndim}, while dim <= 2 is required by "
+            f"{estimator_name}: {name} must be 2-D (n_samples, n_features), got shape "
+            f"{arr.shape}.")
+    if isinstance(dtype, tuple):
+        target = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    else:
+        target = np.dtype(dtype)
+    if arr.dtype == object:
+        arr = arr.astype(np.float64)  # raises TypeError for dicts, ValueError for text
+    n, d = arr.shape
+    if n < ensure_min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum of "
+            f"{ensure_min_samples} is required by {estimator_name}.")
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+            f"required by {estimator_name}.")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        what = "NaN" if np.isnan(arr).any() else "infinity or a value too large"
+        raise ValueError(
+            f"Input {name} contains {what}. {estimator_name} does not accept missing "
+            "values or infinities; impute or drop them first.")
+    out = np.ascontiguousarray(arr, dtype=target)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        # e.g. a float64 value beyond float32's range
+        raise ValueError(
+            f"Input {name} contains infinity or a value too large for {out.dtype!r}.")
+    return out
+
+
+def check_n_features(estimator, n_features):
+    expected = getattr(estimator, "n_features_in_", None)
+    if expected is not None and n_features != expected:
+        raise ValueError(
+            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
+            f"{expected} features as input.")
+
+
+def check_feature_names(estimator, X):
+    """Warn or raise as scikit-learn does when predict-time names differ from fit."""
+    fitted = getattr(estimator, "feature_names_in_", None)
+    names = get_feature_names(X)
+    name = type(estimator).__name__
+    if fitted is None and names is None:
+        return
+    if names is not None and fitted is None:
+        warnings.warn(f"X has feature names, but {name} was fitted without feature names")
+        return
+    if names is None:
+        warnings.warn(
+            f"X does not have valid feature names, but {name} was fitted with feature names")
+        return
+    if len(fitted) != len(names) or np.any(fitted != names):
+        unexpected = sorted(set(names) - set(fitted))
+        missing = sorted(set(fitted) - set(names))
+        message = "The feature names should match those that were passed during fit.\n"
+        if unexpected:
+            message += "Feature names unseen at fit time:\n" + "".join(
+                f"- {n}\n" for n in unexpected[:5]) + ("- ...\n" if len(unexpected) > 5 else "")
+        if missing:
+            message += "Feature names seen at fit time, yet now missing:\n" + "".join(
+                f"- {n}\n" for n in missing[:5]) + ("- ...\n" if len(missing) > 5 else "")
+        if not unexpected and not missing:
+            message += "Feature names must be in the same order as they were in fit.\n"
+        raise ValueError(message)
+
+
+def validate_predict_X(estimator, X, dtype):
+    """X for predict/decision_function: fitted check, names, conversion, width."""
+    estimator._check_is_fitted()
+    check_feature_names(estimator, X)
+    X = check_X(X, dtype, estimator_name=type(estimator).__name__)
+    check_n_features(estimator, X.shape[1])
+    return X
+
+
+def check_y(y, *, n_samples, multi_output=False, name="y"):
+    """y as a NumPy array with n_samples rows; a column vector is flattened with
+    a DataConversionWarning unless multi_output is allowed (then (n, 1) stays 2-D
+    only if the caller asks for multi-output)."""
+    if y is None:
+        raise ValueError("requires y to be passed, but the target y is None")
+    if _is_sparse(y):
+        y = y.toarray()
+    y = np.asarray(y)
+    if np.iscomplexobj(y):
+        raise ValueError(f"Complex data not supported\n{name} has a complex dtype.")
+    if y.ndim == 0:
+        raise ValueError(f"{name} must be 1-D, got a scalar.")
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change "
+            "the shape of y to (n_samples, ), for example using ravel().",
+            DataConversionWarning, stacklevel=3)
+        y = y.ravel()
+    if y.ndim > 2 or (y.ndim == 2 and not multi_output):
+        raise ValueError(f"{name} should be a 1d array, got an array of shape {y.shape} instead.")
+    if len(y) != n_samples:
+        raise ValueError(
+            "Found input variables with inconsistent numbers of samples: "
+            f"[{n_samples}, {len(y)}]")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        what = "NaN" if np.isnan(y).any() else "infinity"
+        raise ValueError(f"Input {name} contains {what}.")
+    if y.dtype == object:
+        for v in y.ravel():
+            if isinstance(v, float) and not np.isfinite(v):
+                raise ValueError(f"Input {name} contains NaN or infinity.")
+    return y
+
+
+def check_regression_y(y, n_samples, dtype):
+    y = check_y(y, n_samples=n_samples, multi_output=True)
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"y must be numeric for regression: {exc}") from exc
+    out = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"Input y contains infinity or a value too large for {out.dtype!r}.")
+    return out
+
+
+def type_of_target(y):
+    """The subset of scikit-learn's type_of_target the classifiers need:
+    'binary', 'multiclass', 'multilabel-indicator', 'continuous', 'unknown',
+    'multiclass-multioutput'."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        if y.dtype.kind in "biuf" and np.all((y == 0) | (y == 1)):
+            return "multilabel-indicator"
+        if y.dtype.kind == "f" and np.any(y != np.round(y)):
+            return "continuous-multioutput"
+        return "multiclass-multioutput"
+    if y.dtype == object:
+        if len(y) and not isinstance(y.flat[0], str):
+            if all(isinstance(v, numbers.Integral) for v in y):
+                pass  # integers stored as objects are plain labels
+            elif all(isinstance(v, numbers.Real) for v in y):
+                y = y.astype(np.float64)
+            else:
+                return "unknown"
+    if y.dtype.kind == "f" and np.any(y != np.round(y)):
+        return "continuous"
+    n_unique = len(np.unique(y)) if len(y) else 0
+    return "multiclass" if n_unique > 2 else "binary"
+
+
+def check_classification_y(y, n_samples, *, allow_multilabel=False):
+    """Validate classification targets; returns (y, target_type)."""
+    y = check_y(y, n_samples=n_samples, multi_output=allow_multilabel)
+    kind = type_of_target(y)
+    if kind in ("continuous", "continuous-multioutput", "unknown"):
+        raise ValueError(
+            f"Unknown label type: {kind}. Maybe you are trying to fit a classifier, "
+            "which expects discrete classes, on a regression target with continuous "
+            "values.")
+    if kind == "multiclass-multioutput":
+        raise ValueError(
+            "Multioutput target data is not supported: y must be 1-D labels or a 2-D "
+            "0/1 label-indicator matrix.")
+    return y, kind
+
+
+def unique_labels(y):
+    try:
+        return np.unique(y)
+    except TypeError as exc:
+        raise TypeError(
+            "Labels must be of one comparable type (e.g. all strings or all numbers); "
+            f"got mixed types: {exc}") from exc
+
+
+def encode_labels(y, classes):
+    """Indices of y in the sorted array classes; ValueError for unseen labels."""
+    idx = np.searchsorted(classes, y)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    bad = classes[idx] != y
+    if np.any(bad):
+        unseen = np.unique(np.asarray(y)[bad])
+        raise ValueError(
+            f"y contains labels not seen in classes: {unseen.tolist()}; the classes are "
+            f"{np.asarray(classes).tolist()}.")
+    return idx.astype(np.intp)
+
+
+def check_sample_weight(sample_weight, n_samples, dtype=np.float64, *, allow_all_zero=False):
+    """sample_weight as a 1-D float array of length n_samples (None -> ones)."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    if isinstance(sample_weight, numbers.Number):
+        sw = np.full(n_samples, sample_weight, dtype=dtype)
+    else:
+        sw = np.asarray(sample_weight)
+        if sw.dtype.kind not in "biuf":
+            try:
+                sw = sw.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"sample_weight must be numeric: {exc}") from exc
+        if sw.ndim != 1:
+            raise ValueError(
+                f"Sample weights must be 1D array or scalar, got {sw.ndim}D array. "
+                f"Expected either a scalar value or a 1D array of length {n_samples}.")
+        if sw.shape != (n_samples,):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n_samples,)}!")
+        sw = np.array(sw, dtype=dtype)  # a copy: the caller's array is never written
+    if not np.isfinite(sw).all():
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if np.any(sw < 0):
+        raise ValueError("sample_weight must be non-negative.")
+    if not allow_all_zero and np.all(sw == 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sw
+
+
+def compute_class_weight(class_weight, classes, y_idx, sample_weight=None):
+    """Per-class weights for classes (y_idx are indices into classes).
+
+    None -> ones; "balanced" -> n_samples / (n_classes * count) over the classes
+    present in y (ValueError if a class is absent, as scikit-learn); a dict
+    {label: weight} -> those weights, 1 for labels not named.
+    """
+    n_classes = len(classes)
+    if class_weight is None or (isinstance(class_weight, dict) and not class_weight):
+        return np.ones(n_classes)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}.")
+        w = np.ones(len(y_idx)) if sample_weight is None else np.asarray(sample_weight, float)
+        counts = np.bincount(y_idx, weights=w, minlength=n_classes)
+        if np.any(counts == 0):
+            raise ValueError("classes should have valid labels that are in y")
+        return w.sum() / (n_classes * counts)
+    if not isinstance(class_weight, dict):
+        raise ValueError(
+            f"class_weight must be None, 'balanced' or a dict, got {type(class_weight).__name__}.")
+    weights = np.ones(n_classes)
+    known = set()
+    for i, c in enumerate(classes):
+        for key in (c, _plain(c)):
+            try:
+                if key in class_weight:
+                    weights[i] = float(class_weight[key])
+                    known.add(key)
+                    break
+            except TypeError:
+                continue
+    unknown = [k for k in class_weight if k not in known and _plain(k) not in
+               {_plain(c) for c in classes}]
+    if unknown:
+        raise ValueError(f"class_weight names labels that are not classes: {unknown}.")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("class_weight values must be finite and non-negative.")
+    return weights
+
+
+def _plain(v):
+    """A label as a plain Python value (np.int64(3) -> 3, np.str_('a') -> 'a')."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def train_val_split(n_samples, fraction, seed, stratify=None):
+    """Indices (train, val) with ceil(fraction * n) validation rows, stratified by
+    the integer labels ``stratify`` when given (proportional allocation, largest
+    remainders first)."""
+    rng = np.random.default_rng(seed)
+    n_val = int(np.ceil(fraction * n_samples))
+    if n_val <= 0 or n_val >= n_samples:
+        raise ValueError(
+            f"Splitting {n_samples} samples into a train set and a validation set with "
+            f"validation_fraction={fraction!r} led to an empty set ({n_samples - n_val} "
+            f"and {n_val} samples). Please either change validation_fraction, increase "
+            "number of samples, or disable early_stopping.")
+    if stratify is None:
+        perm = rng.permutation(n_samples)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    stratify = np.asarray(stratify)
+    labels, inv = np.unique(stratify, return_inverse=True)
+    counts = np.bincount(inv)
+    exact = counts * n_val / n_samples
+    take = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - take), kind="stable")
+    for k in order[: n_val - take.sum()]:
+        take[k] += 1
+    take = np.minimum(take, counts - (counts > 1))  # leave a class a training row if it can
+    val = []
+    for k in range(len(labels)):
+        members = np.flatnonzero(inv == k)
+        val.append(rng.permutation(members)[: take[k]])
+    val = np.sort(np.concatenate(val))
+    mask = np.zeros(n_samples, bool)
+    mask[val] = True
+    return np.flatnonzero(~mask), val

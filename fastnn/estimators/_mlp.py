@@ -1,0 +1,863 @@
+"""fastnn.MLPClassifier and fastnn.MLPRegressor: scikit-learn's MLPs over fastnn.Sequential.
+
+The estimators are thin: they translate scikit-learn's parameters onto a
+``fastnn.Sequential`` (Linear [-> BatchNorm1d] -> activation [-> Dropout] per hidden
+layer, then a Linear output layer), a fastnn loss and a fastnn optimizer, and train with
+``Sequential.fit``. What scikit-learn specifies per epoch (its stopping rule on the
+training loss or the validation score, the sgd learning-rate schedules, ``loss_curve_``,
+``partial_fit``'s single epoch) is driven here, one ``fit(epochs=1)`` call per epoch with
+one optimizer object kept across calls (and across ``partial_fit`` calls).
+
+scikit-learn's objective is reproduced exactly, so ``learning_rate_init`` and ``alpha``
+mean the same numbers as there:
+
+* per mini-batch, the sample-weighted mean of the loss (log-loss summed over outputs for
+  logistic outputs, half the squared error averaged over outputs for regression) plus
+  ``0.5 * alpha * sum(W**2) / sum(batch weights)`` (the batch size without weights), with
+  gradients ``sum_i w_i (output_i - target_i) / sum(w)`` for the output layer as
+  scikit-learn's backprop computes them;
+* ``l1`` (fastnn's extra) is Sequential's ``l1 * sum|W|`` term.
+"""
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from .. import ops
+from ..nn import (BatchNorm1d, BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Linear, Loss,
+                  MSELoss, ReLU, Sequential, Sigmoid, Tanh)
+from ..optim import SGD, Adam
+from ._base import (ClassifierMixin, FastnnEstimator, NotFittedError, RegressorMixin,
+                    check_random_state_seed, r2_score, warn_convergence)
+from ._checks import (
+    check_classification_y, check_feature_names, check_n_features, check_regression_y,
+    check_sample_weight, check_X, compute_class_weight, encode_labels, get_feature_names,
+    train_val_split, unique_labels, validate_predict_X,
+)
+
+_ACTIVATIONS = {"identity": None, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
+_LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+# ----------------------------------------------------------------------------- objective
+class _SklearnObjective(Loss):
+    """scikit-learn's per-batch MLP objective as a fastnn loss object.
+
+    The targets ``fit`` passes in carry the sample weight as their last column, so the
+    weights are shuffled and batched with the rows by ``Sequential.fit`` itself. The
+    data term's value and gradient come from fastnn's losses; this class re-weights
+    them and adds the L2 value. The L2 *gradient* is added to the weights' ``.grad``
+    by :class:`_L2Step` just before the optimizer step (the loss only sees outputs).
+    """
+
+    def __init__(self, kind, alpha, weights):
+        super().__init__()
+        self.kind = kind              # "softmax", "logistic", "identity" or "exp"
+        self.alpha = float(alpha)
+        self.weights = weights        # the Linear layers' weight Parameters
+        self.weight_sum = 0.0         # sum of the last batch's sample weights
+        self._ce = CrossEntropyLoss()
+        self._bce = BCEWithLogitsLoss()
+        self._mse = MSELoss()
+
+    def prepare_targets(self, y, *args, **kwargs):
+        return y                      # built and checked by the estimator
+
+    def forward(self, outputs, targets):
+        z = outputs
+        t, w = targets[:, :-1], targets[:, -1]
+        n, k = z.shape
+        s = float(w.sum(dtype=np.float64))
+        self.weight_sum = s
+        if s <= 0.0:                  # a batch of zero-weight rows teaches nothing
+            return 0.0, np.zeros_like(z)
+        uniform = bool(np.all(w == w[0]))
+        # row factor turning a mean over the batch into the weighted mean
+        r = (w * (n / s)).astype(z.dtype, copy=False)[:, None]
+        if self.kind == "softmax":
+            # cross_entropy takes any (n, k) targets and returns the exact gradient of
+            # mean_i sum_k t_ik (lse_i - z_ik): scaled rows give the weighted mean
+            loss, grad = self._ce.forward(z, t if uniform else t * r)
+        elif self.kind == "logistic":
+            # scikit-learn sums the log-loss over outputs; BCEWithLogits averages
+            loss, grad = self._bce.forward(z, t)
+            grad = grad * k if uniform else grad * (k * r)
+            if uniform:
+                loss *= k
+            else:
+                with np.errstate(under="ignore"):
+                    per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+                loss = float(np.dot(w, per.sum(axis=1, dtype=np.float64)) / s)
+        elif self.kind == "identity":
+            # value: half the squared error averaged over rows (weighted) and outputs;
+            # gradient: (z - t) per row, as scikit-learn's backprop (not divided by k)
+            loss, grad = self._mse.forward(z, t)
+            grad = grad * (0.5 * k) if uniform else grad * (0.5 * k * r)
+            loss *= 0.5
+            if not uniform:
+                diff = (z - t).astype(np.float64)
+                loss = float(np.dot(w, (diff * diff).mean(axis=1)) / s) * 0.5
+        else:  # "exp": half Poisson deviance with a log link, summed over outputs
+            zz = z.astype(np.float64)
+            p = np.exp(zz)
+            tt = t.astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                xlogy = np.where(tt > 0, tt * np.log(np.where(tt > 0, tt, 1.0) / p), 0.0)
+            per = (xlogy - tt + p).sum(axis=1)
+            loss = float(np.dot(w, per) / s)
+            grad = ((p - tt) * (w / s)[:, None]).astype(z.dtype)
+        if self.alpha:
+            sq = 0.0
+            for p in self.weights:    # in float64: a float32 sum of squares overflows early
+                w64 = p.data.ravel().astype(np.float64)
+                sq += float(np.dot(w64, w64))
+            loss += 0.5 * self.alpha * sq / s
+        return float(loss), grad
+
+
+class _L2Step:
+    """The optimizer given to ``Sequential.fit``: adds scikit-learn's L2 gradient
+    ``alpha * W / sum(batch weights)`` to each Linear weight's grad, then steps the
+    fastnn optimizer (whose state therefore survives across fit calls)."""
+
+    def __init__(self, optimizer, objective):
+        self.optimizer = optimizer
+        self.objective = objective
+
+    @property
+    def lr(self):
+        return self.optimizer.lr
+
+    def zero_grad(self):
+        self.optimizer.zero_grad()
+
+    def step(self):
+        s, alpha = self.objective.weight_sum, self.objective.alpha
+        if alpha and s > 0.0:
+            for p in self.objective.weights:
+                p.grad += (alpha / s) * p.data
+        self.optimizer.step()
+
+
+# ----------------------------------------------------------------------- the estimators
+class _BaseMLP(FastnnEstimator):
+    """Shared machinery of MLPClassifier and MLPRegressor (not for direct use)."""
+
+    _classifier = False
+
+    # -- parameters ------------------------------------------------------------------
+    def _check_params(self):
+        hidden = self.hidden_layer_sizes
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = [hidden]
+        try:
+            hidden = list(hidden)
+        except TypeError:
+            raise ValueError(
+                f"hidden_layer_sizes must be an int or a sequence of ints, got {hidden!r}."
+            ) from None
+        for h in hidden:
+            if isinstance(h, bool) or not isinstance(h, numbers.Integral):
+                raise ValueError(f"hidden_layer_sizes must hold ints, got {hidden!r}.")
+        if any(h <= 0 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        if self.solver == "lbfgs":
+            raise ValueError(
+                "solver='lbfgs' is not offered by fastnn's MLP estimators; use "
+                "solver='adam' (the default) or solver='sgd'.")
+        if self.solver not in ("adam", "sgd"):
+            raise ValueError(f"solver must be 'adam' or 'sgd', got {self.solver!r}.")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}.")
+        if self.learning_rate not in _LEARNING_RATES:
+            raise ValueError(
+                f"learning_rate must be one of {_LEARNING_RATES}, got {self.learning_rate!r}.")
+        if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
+                                              and not isinstance(self.batch_size, bool)
+                                              and self.batch_size >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}.")
+        _real(self.alpha, "alpha", 0.0)
+        _real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True)
+        _real(self.power_t, "power_t", 0.0)
+        _real(self.tol, "tol", 0.0)
+        _real(self.momentum, "momentum", 0.0, 1.0)
+        _real(self.validation_fraction, "validation_fraction", 0.0, 1.0, high_open=True)
+        _real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
+        _real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
+        _real(self.epsilon, "epsilon", 0.0, low_open=True)
+        _real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
+        _real(self.l1, "l1", 0.0)
+        _int(self.max_iter, "max_iter", 1)
+        _int(self.max_fun, "max_fun", 1)
+        if not (self.n_iter_no_change == np.inf or (
+                isinstance(self.n_iter_no_change, numbers.Integral)
+                and not isinstance(self.n_iter_no_change, bool)
+                and self.n_iter_no_change >= 1)):
+            raise ValueError(
+                f"n_iter_no_change must be an int >= 1 or np.inf, got {self.n_iter_no_change!r}.")
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping",
+                     "batch_norm"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}.")
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}.") from None
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}.")
+        if not (self.random_state is None or isinstance(
+                self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator))):
+            raise ValueError(f"random_state must be None, an int or a RandomState, got "
+                             f"{self.random_state!r}.")
+        return hidden, dtype
+
+    # -- model -----------------------------------------------------------------------
+    def _build_model(self, hidden, n_in, n_out, dtype, rng):
+        layers = []
+        widths = [n_in] + hidden
+        act = _ACTIVATIONS[self.activation]
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            layers.append(Linear(fan_in, fan_out, bias=True))
+            if self.batch_norm:
+                layers.append(BatchNorm1d(fan_out))
+            if act is not None:
+                layers.append(act())
+            if self.dropout:
+                layers.append(Dropout(self.dropout))
+        layers.append(Linear(widths[-1], n_out, bias=True))
+        model = Sequential(*layers, dtype=dtype, seed=int(rng.integers(0, 2**62)))
+        # scikit-learn's initialisation (Glorot et al.): weights and biases uniform in
+        # +-sqrt(factor / (fan_in + fan_out)), factor 2 for logistic units, else 6
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for layer in model:
+            if isinstance(layer, Linear):
+                bound = math.sqrt(factor / (layer.in_features + layer.out_features))
+                layer.weight.data[...] = rng.uniform(-bound, bound, layer.weight.shape)
+                layer.bias.data[...] = rng.uniform(-bound, bound, layer.bias.shape)
+        return model
+
+    def _make_optimizer(self, model):
+        params = model.parameters()
+        if self.solver == "sgd":
+            momentum = float(self.momentum)
+            return SGD(params, lr=float(self.learning_rate_init), momentum=momentum,
+                       nesterov=bool(self.nesterovs_momentum) and momentum > 0)
+        return Adam(params, lr=float(self.learning_rate_init),
+                    betas=(float(self.beta_1), float(self.beta_2)), eps=float(self.epsilon))
+
+    @property
+    def _linears(self):
+        return [layer for layer in self._model if isinstance(layer, Linear)]
+
+    @property
+    def coefs_(self):
+        """Weight matrices, element i of shape (units in layer i, units in layer i + 1).
+        Views into the model: writing into them changes predictions."""
+        if "_model" not in self.__dict__:
+            raise AttributeError("coefs_ is set by fit")
+        return [layer.weight.data for layer in self._linears]
+
+    @property
+    def intercepts_(self):
+        """Bias vectors, element i of shape (units in layer i + 1,)."""
+        if "_model" not in self.__dict__:
+            raise AttributeError("intercepts_ is set by fit")
+        return [layer.bias.data for layer in self._linears]
+
+    def _mutable_arrays(self):
+        if "_model" not in self.__dict__:
+            return []
+        arrays = [a for p in self._model.parameters() for a in (p.data, p.grad)]
+        for layer in self._model:
+            arrays.extend(layer.buffers().values())
+        opt = self.__dict__.get("_optimizer")
+        if opt is not None:
+            for value in vars(opt).values():
+                if isinstance(value, dict):
+                    arrays.extend(v for v in value.values() if isinstance(v, np.ndarray))
+        return arrays
+
+    def _snapshot(self):
+        attrs, arrays = super()._snapshot()
+        opt = self.__dict__.get("_optimizer")
+        opt_attrs = None if opt is None else {
+            k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(opt).items()}
+        # the model's generator (shuffling, dropout) must not advance either
+        rng = getattr(self.__dict__.get("_model"), "_rng", None)
+        rng_state = None if rng is None else rng.bit_generator.state
+        return attrs, arrays, opt, opt_attrs, rng, rng_state
+
+    def _restore(self, snapshot):
+        attrs, arrays, opt, opt_attrs, rng, rng_state = snapshot
+        super()._restore((attrs, arrays))
+        if opt is not None:
+            vars(opt).clear()
+            vars(opt).update(opt_attrs)
+        if rng is not None:
+            rng.bit_generator.state = rng_state
+
+    # -- pickling: the optimizer's array views must be tied to the unpickled model ----
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        opt = state.pop("_optimizer", None)
+        if opt is not None:
+            state["_optimizer_state"] = {k: v for k, v in vars(opt).items()
+                                         if k not in ("params", "_groups", "is_flat")}
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        opt_state = state.pop("_optimizer_state", None)
+        if hasattr(super(), "__setstate__"):
+            super().__setstate__(state)
+        else:
+            self.__dict__.update(state)
+        if opt_state is not None and "_model" in self.__dict__:
+            opt = self._make_optimizer(self._model)
+            vars(opt).update(opt_state)
+            self._optimizer = opt
+
+    # -- fit ---------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X and y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        hidden, dtype = self._check_params()
+        fitted = "_model" in self.__dict__
+        first_pass = not fitted or (not self.warm_start and not incremental)
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        name = type(self).__name__
+        if not first_pass:
+            check_feature_names(self, X)
+        names = get_feature_names(X) if first_pass else None
+        X = check_X(X, dtype, estimator_name=name)
+        n, d = X.shape
+        if not first_pass:
+            check_n_features(self, d)
+            if dtype != self._model.dtype:
+                raise ValueError(
+                    f"dtype changed from {self._model.dtype} to {dtype} since the model was "
+                    "fitted; refit from scratch (warm_start=False) to change it.")
+        T, label_info, row_weight = self._targets(y, n, dtype, first_pass, incremental, classes)
+        sw = check_sample_weight(sample_weight, n, np.float64)
+        sw = sw * row_weight
+        if self.loss_name() == "poisson" and np.any(T < 0):
+            raise ValueError("loss='poisson' requires non-negative targets y.")
+        n_out = T.shape[1]
+        if not first_pass and n_out != self.n_outputs_:
+            raise ValueError(
+                f"y has {n_out} outputs but the model was fitted with {self.n_outputs_}.")
+
+        # early-stopping split, as scikit-learn: stratified for single-output classifiers
+        seed = check_random_state_seed(self.random_state)
+        rng = np.random.default_rng(seed)
+        X_val = y_val = sw_val = None
+        X_tr, T_tr, sw_tr = X, T, sw
+        if self.early_stopping:
+            strat = None
+            if self._classifier and n_out >= 1 and label_info["kind"] != "multilabel-indicator":
+                strat = label_info["y_idx"]
+            tr, val = train_val_split(n, self.validation_fraction, int(rng.integers(2**62)),
+                                      stratify=strat)
+            if len(val) < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' or "
+                    "the size of your dataset.")
+            X_tr, T_tr, sw_tr = X[tr], T[tr], sw[tr]
+            X_val, sw_val = X[val], (None if sample_weight is None else sw[val])
+            y_val = label_info["y"][val] if self._classifier else T[val]
+        if not np.any(sw_tr > 0):
+            raise ValueError("Sample weights must contain at least one non-zero number "
+                             "in the training rows.")
+        n_train = len(X_tr)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_train)
+        else:
+            if self.batch_size > n_train:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It "
+                              "is going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n_train))
+        if self.batch_norm and n_train < 2:
+            raise ValueError("batch_norm=True needs at least 2 training samples.")
+
+        # ---- from here on self changes; a failure puts everything back
+        snapshot = self._snapshot()
+        try:
+            if first_pass:
+                self._initialize(hidden, d, n_out, dtype, rng, label_info)
+            if not incremental or "_optimizer" not in self.__dict__:
+                self._optimizer = self._make_optimizer(self._model)
+            self._epochs(X_tr, T_tr, sw_tr, X_val, y_val, sw_val, batch_size, incremental)
+            if not all(np.isfinite(p.data).all() for p in self._model.parameters()):
+                raise ValueError(
+                    "Solver produced non-finite parameter weights. The input data may "
+                    "contain large values and need to be preprocessed.")
+        except BaseException:
+            self._restore(snapshot)
+            raise
+        if first_pass:
+            self.n_features_in_ = d
+            if names is not None:
+                self.feature_names_in_ = names
+            elif "feature_names_in_" in self.__dict__:
+                del self.feature_names_in_
+        return self
+
+    def _initialize(self, hidden, d, n_out, dtype, rng, label_info):
+        for attr in ("_optimizer", "feature_names_in_"):
+            self.__dict__.pop(attr, None)
+        self._model = self._build_model(hidden, d, n_out, dtype, rng)
+        self._set_label_info(label_info)
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = n_out
+        self.n_layers_ = len(hidden) + 2
+        self.out_activation_ = self._out_activation(label_info)
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _objective_kind(self):
+        return {"softmax": "softmax", "logistic": "logistic", "identity": "identity",
+                "exp": "exp"}[self.out_activation_]
+
+    def _epochs(self, X, T, sw, X_val, y_val, sw_val, batch_size, incremental):
+        """scikit-learn's epoch loop around ``Sequential.fit(epochs=1)``."""
+        model = self._model
+        objective = _SklearnObjective(self._objective_kind(), self.alpha,
+                                      [layer.weight for layer in self._linears])
+        step = _L2Step(self._optimizer, objective)
+        targets = np.empty((len(X), T.shape[1] + 1), dtype=model.dtype)
+        targets[:, :-1] = T
+        targets[:, -1] = sw
+        max_iter = 1 if incremental else self.max_iter
+        early = bool(self.early_stopping)
+        if early:
+            best_state = self._copy_state()
+        self.n_iter_ = 0
+        for _ in range(max_iter):
+            history = model.fit(X, targets, loss=objective, optimizer=step, epochs=1,
+                                batch_size=batch_size, shuffle=bool(self.shuffle),
+                                l1=float(self.l1), verbose=0)
+            self.n_iter_ += 1
+            self.loss_ = float(history.history["loss"][0])
+            self.t_ += len(X)
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+            if early:
+                score = self._validation_score(X_val, y_val, sw_val)
+                self.validation_scores_.append(score)
+                if self.verbose:
+                    print("Validation score: %f" % score)
+                if score < self.best_validation_score_ + self.tol:
+                    self._no_improvement_count += 1
+                else:
+                    self._no_improvement_count = 0
+                if score > self.best_validation_score_:
+                    self.best_validation_score_ = score
+                    best_state = self._copy_state()
+            else:
+                if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                    self._no_improvement_count += 1
+                else:
+                    self._no_improvement_count = 0
+                if self.loss_curve_[-1] < self.best_loss_:
+                    self.best_loss_ = self.loss_curve_[-1]
+            if self.solver == "sgd" and self.learning_rate == "invscaling":
+                self._optimizer.lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+            if self._no_improvement_count > self.n_iter_no_change:
+                what = "Validation score" if early else "Training loss"
+                msg = (f"{what} did not {'improve' if early else 'improve'} more than "
+                       f"tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs.")
+                if self.solver == "sgd" and self.learning_rate == "adaptive" \
+                        and self._optimizer.lr > 1e-6:
+                    self._optimizer.lr = self._optimizer.lr / 5.0
+                    if self.verbose:
+                        print(msg + " Setting learning rate to %f" % self._optimizer.lr)
+                    self._no_improvement_count = 0
+                else:
+                    if self.verbose:
+                        print(msg + " Stopping.")
+                    break
+            if incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warn_convergence(
+                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                    "optimization hasn't converged yet." % self.max_iter)
+        if early:
+            self._put_state(best_state)
+
+    def _copy_state(self):
+        params = [p.data.copy() for p in self._model.parameters()]
+        buffers = [a.copy() for layer in self._model for a in layer.buffers().values()]
+        return params, buffers
+
+    def _put_state(self, state):
+        params, buffers = state
+        for p, saved in zip(self._model.parameters(), params):
+            p.data[...] = saved
+        arrays = [a for layer in self._model for a in layer.buffers().values()]
+        for a, saved in zip(arrays, buffers):
+            a[...] = saved
+
+    # -- predict -----------------------------------------------------------------------
+    def _forward(self, X):
+        """Output-layer activations for validated X, in the model's dtype."""
+        z = self._model.predict(X)
+        act = self.out_activation_
+        if act == "softmax":
+            return ops.softmax(z)
+        if act == "logistic":
+            return ops.sigmoid(z)
+        if act == "exp":
+            with np.errstate(over="ignore"):
+                return np.exp(z)
+        return z
+
+    def _validated(self, X):
+        return validate_predict_X(self, X, self._model.dtype if "_model" in self.__dict__
+                                  else np.float32)
+
+    def __sklearn_is_fitted__(self):
+        return "_model" in self.__dict__ and hasattr(self, "n_features_in_")
+
+    def _check_is_fitted(self):
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator.")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier, a drop-in for ``sklearn.neural_network.MLPClassifier``.
+
+    Same constructor parameters, fitted attributes and methods as scikit-learn's class;
+    it trains a ``fastnn.Sequential`` with fastnn's compiled kernels. The log-loss, the
+    ``alpha`` L2 term, the Glorot initialisation, ``batch_size='auto'`` (min(200, n)),
+    the sgd learning-rate schedules (constant, invscaling, adaptive), momentum and
+    Nesterov momentum, early stopping on a stratified validation split, ``warm_start``
+    and ``partial_fit`` (which keeps the optimizer's state between calls) follow
+    scikit-learn. Two classes use one logistic output, several a softmax, a 2-D 0/1
+    label matrix (multilabel) one logistic output per label.
+
+    ``solver='lbfgs'`` is **not offered**: it raises ValueError. Use 'adam' or 'sgd'.
+    ``max_fun`` is accepted for compatibility and unused (it only concerns lbfgs).
+
+    Beyond scikit-learn
+    -------------------
+    dropout : float in [0, 1), default=0.0
+        Dropout probability after each hidden layer's activation (training only).
+    batch_norm : bool, default=False
+        Batch normalisation after each hidden Linear layer (before the activation).
+        ``coefs_``/``intercepts_`` hold the Linear layers only.
+    l1 : float >= 0, default=0.0
+        Adds ``l1 * sum|W|`` over all weight matrices to each mini-batch's loss
+        (``alpha`` stays scikit-learn's L2 term).
+    class_weight : None, 'balanced' or dict, default=None
+        Per-class weights, multiplied into ``sample_weight`` ('balanced':
+        ``n_samples / (n_classes * count)``). Not available for multilabel y.
+    dtype : {'float32', 'float64'}, default='float32'
+        Dtype of the network; predictions and probabilities come out in it.
+
+    Small differences from scikit-learn: random numbers (initialisation, shuffling,
+    the validation split) come from fastnn's seeded generators, so weights are not
+    bit-identical to scikit-learn's for the same ``random_state``; Adam and momentum
+    SGD use PyTorch's update rules (identical to scikit-learn's for a constant
+    learning rate, apart from where Adam adds epsilon); sparse X is densified.
+
+    Attributes
+    ----------
+    classes_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_,
+    t_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
+    n_outputs_, out_activation_ : as in scikit-learn.
+    """
+
+    _classifier = True
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, batch_norm=False, l1=0.0, class_weight=None, dtype="float32"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.l1 = l1
+        self.class_weight = class_weight
+        self.dtype = dtype
+
+    @staticmethod
+    def loss_name():
+        return "log_loss"
+
+    def _targets(self, y, n, dtype, first_pass, incremental, classes):
+        """(targets (n, n_outputs), label info, per-row class weights) for y."""
+        y, kind = check_classification_y(y, n, allow_multilabel=True)
+        if kind == "multilabel-indicator":
+            k = y.shape[1]
+            if not first_pass and (self._label_info["kind"] != kind or self.n_outputs_ != k):
+                raise ValueError("y is a label-indicator matrix but the model was fitted on "
+                                 "labels of another kind or width.")
+            if self.class_weight is not None:
+                raise ValueError("class_weight is not supported for multilabel y.")
+            info = {"kind": kind, "classes": np.arange(k), "y": y.astype(np.int64),
+                    "y_idx": None}
+            return np.ascontiguousarray(y, dtype=dtype), info, np.ones(n)
+        # one label per row
+        if first_pass:
+            if incremental:
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to partial_fit.")
+                cls = unique_labels(np.asarray(classes))
+            else:
+                cls = unique_labels(y)
+        else:
+            cls = self.classes_
+            if incremental and classes is not None and not np.array_equal(
+                    unique_labels(np.asarray(classes)), cls):
+                raise ValueError(
+                    f"`classes={np.asarray(classes)!r}` is not the same as on last call to "
+                    f"partial_fit, was: {cls!r}")
+            seen = unique_labels(y)
+            if self.warm_start and not incremental:
+                if set(seen.tolist()) != set(cls.tolist()):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in "
+                        f"the previous call to fit. Previously got {cls}, `y` has {seen}")
+        if not first_pass or incremental:
+            try:
+                y_idx = encode_labels(y, cls)
+            except ValueError:
+                unseen = np.setdiff1d(unique_labels(y), cls)
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has {cls}. "
+                    f"'y' has {unique_labels(y)}; unseen: {unseen}.") from None
+        else:
+            y_idx = encode_labels(y, cls)
+        k = len(cls)
+        if k <= 2:
+            T = (y_idx == 1).astype(dtype)[:, None]
+            kind = "binary"
+        else:
+            T = np.zeros((n, k), dtype=dtype)
+            T[np.arange(n), y_idx] = 1
+            kind = "multiclass"
+        cw = compute_class_weight(self.class_weight, cls, y_idx)
+        info = {"kind": kind, "classes": cls, "y": y, "y_idx": y_idx}
+        return T, info, cw[y_idx]
+
+    def _set_label_info(self, info):
+        self.classes_ = info["classes"]
+        self._label_info = {"kind": info["kind"]}
+
+    @staticmethod
+    def _out_activation(info):
+        return "softmax" if info["kind"] == "multiclass" else "logistic"
+
+    def _decode(self, out):
+        kind = self._label_info["kind"]
+        if kind == "multilabel-indicator":
+            return (out > 0.5).astype(np.int64)
+        if kind == "multiclass":
+            return self.classes_[np.argmax(out, axis=1)]
+        if len(self.classes_) == 1:
+            return np.repeat(self.classes_, out.shape[0])
+        return self.classes_[(out[:, 0] > 0.5).astype(np.intp)]
+
+    def _validation_score(self, X, y, sample_weight):
+        out = self._forward(X)
+        if not np.isfinite(out).all():
+            return np.nan
+        pred = self._decode(out)
+        if pred.ndim == 2:
+            correct = np.all(pred == y, axis=1)
+        else:
+            correct = pred == y
+        return float(np.average(correct, weights=sample_weight))
+
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y), continuing the current optimizer state.
+
+        ``classes`` (every label that will ever be seen) is required on the first call;
+        later calls may only use those labels (ValueError otherwise).
+        """
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict(self, X):
+        """Predicted labels (from ``classes_``), or a 0/1 matrix for multilabel y."""
+        return self._decode(self._forward(self._validated(X)))
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_``
+        order; two columns for a binary problem. Rows sum to 1 (except multilabel)."""
+        out = self._forward(self._validated(X))
+        if self._label_info["kind"] in ("multiclass", "multilabel-indicator"):
+            return out
+        if len(self.classes_) == 1:
+            return np.ones((out.shape[0], 1), dtype=out.dtype)
+        p = out[:, 0]
+        return np.stack([1 - p, p], axis=1)
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X))."""
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor, a drop-in for ``sklearn.neural_network.MLPRegressor``.
+
+    Same constructor parameters, fitted attributes and methods as scikit-learn's class
+    (loss 'squared_error' with an identity output, or 'poisson' with an exponential
+    output); trains a ``fastnn.Sequential``. See :class:`MLPClassifier` for the shared
+    behaviour, the extras (``dropout``, ``batch_norm``, ``l1``, ``dtype``) and the small
+    differences from scikit-learn. ``solver='lbfgs'`` is **not offered** (ValueError).
+    Predictions come out in ``dtype`` (float32 by default).
+    """
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, batch_norm=False, l1=0.0, dtype="float32"):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.l1 = l1
+        self.dtype = dtype
+
+    def loss_name(self):
+        return self.loss
+
+    def _check_params(self):
+        if self.loss not in ("squared_error", "poisson"):
+            raise ValueError(f"loss must be 'squared_error' or 'poisson', got {self.loss!r}.")
+        return super()._check_params()
+
+    def _targets(self, y, n, dtype, first_pass, incremental, classes):
+        T = check_regression_y(y, n, dtype)
+        if T.ndim == 1:
+            T = T[:, None]
+        return np.ascontiguousarray(T), {"kind": "continuous"}, np.ones(n)
+
+    def _set_label_info(self, info):
+        pass
+
+    def _out_activation(self, info):
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _validation_score(self, X, y, sample_weight):
+        out = self._forward(X)
+        if not np.isfinite(out).all():
+            return np.nan
+        return r2_score(y, out, sample_weight=sample_weight)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), continuing the current optimizer state."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predictions, shape (n_samples,) for one output, else (n_samples, n_outputs)."""
+        out = self._forward(self._validated(X))
+        return out[:, 0].copy() if out.shape[1] == 1 else out
+
+
+def _real(value, name, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}.")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}.")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}.")
+
+
+def _int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an int, got {value!r}.")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}.")
