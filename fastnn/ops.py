@@ -11,6 +11,7 @@ from fastnn._kernels import activations as _act
 from fastnn._kernels import batchnorm as _bn
 from fastnn._kernels import dropout as _drop
 from fastnn._kernels import linear as _lin
+from fastnn._kernels import losses as _loss
 from fastnn._kernels import softmax as _sm
 from fastnn._validation import (
     as_numeric, batchnorm_eps, check_finite, check_ndim, check_same_shape,
@@ -19,7 +20,8 @@ from fastnn._validation import (
 
 __all__ = [
     "sigmoid", "tanh", "relu", "sigmoid_backward", "tanh_backward", "relu_backward",
-    "softmax", "log_softmax", "one_hot", "cross_entropy", "linear_forward",
+    "softmax", "log_softmax", "one_hot", "cross_entropy", "mse_loss",
+    "binary_cross_entropy_with_logits", "linear_forward",
     "linear_backward", "batchnorm_forward", "batchnorm_backward", "dropout",
 ]
 
@@ -133,6 +135,32 @@ def cross_entropy(logits, target):
     kernel, *args = kernel_args
     loss = kernel(*args, dlogits, row_loss, get_num_threads())
     return float(loss), dlogits
+
+
+def _loss_operands(outputs, targets, names):
+    z, t = floats(**{names[0]: outputs, names[1]: targets})
+    check_same_shape(z, t, *names)
+    if z.size == 0:
+        raise ValueError(f"{names[0]} are empty: the mean of a loss needs at least one element")
+    check_finite(t, names[1])
+    return z, t
+
+
+def mse_loss(outputs, targets):
+    """mean((outputs - targets)**2) over every element: returns (loss, 2 (z - t) / size)."""
+    z, t = _loss_operands(outputs, targets, ("outputs", "targets"))
+    dz = np.empty_like(z)
+    loss = _loss.mse(z.reshape(-1), t.reshape(-1), dz.reshape(-1))
+    return float(loss), dz
+
+
+def binary_cross_entropy_with_logits(logits, targets):
+    """mean(max(z, 0) - z t + log(1 + exp(-|z|))) over every element: returns
+    (loss, (sigmoid(z) - t) / size)."""
+    z, t = _loss_operands(logits, targets, ("logits", "targets"))
+    dz = np.empty_like(z)
+    loss = _loss.bce_with_logits(z.reshape(-1), t.reshape(-1), dz.reshape(-1))
+    return float(loss), dz
 
 
 def _linear_operands(x, w, **others):

@@ -22,6 +22,7 @@ __all__ = [
     "sigmoid", "tanh", "relu",
     "sigmoid_backward", "tanh_backward", "relu_backward",
     "softmax", "log_softmax", "one_hot", "cross_entropy",
+    "mse_loss", "binary_cross_entropy_with_logits",
     "linear_forward", "linear_backward",
     "batchnorm_forward", "batchnorm_backward",
     "dropout",
@@ -160,6 +161,8 @@ def log_softmax(z):
     """log_softmax(z)_ik = z_ik - logsumexp(z_i) = (z_ik - m_i) - log sum_j exp(z_ij - m_i)."""
     (z,) = _floats(z)
     s = _shifted_rows(z, "z")
+    if s.size == 0:
+        return s                # nothing to normalise (and log of an empty sum is -inf)
     with np.errstate(under="ignore"):
         return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
 
@@ -223,6 +226,41 @@ def cross_entropy(logits, target):
         loss = (t * neg_log_p).sum(axis=1).mean()
     dlogits = (softmax(z) * t.sum(axis=1, keepdims=True) - t) / n
     return float(loss), dlogits
+
+
+def _loss_operands(outputs, targets, names):
+    z, t = _floats(outputs, targets)
+    _require_same_shape(z, t, *names)
+    if z.size == 0:
+        raise ValueError(f"{names[0]} are empty: the mean of a loss needs at least one element")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{names[1]} contain NaN or inf")
+    return z, t
+
+
+def mse_loss(outputs, targets):
+    """Mean squared error over every element, as torch.nn.MSELoss: returns (loss, doutputs).
+
+        loss     = mean((z - t)^2)
+        doutputs = 2 (z - t) / size
+    """
+    z, t = _loss_operands(outputs, targets, ("outputs", "targets"))
+    diff = z - t
+    return float(np.mean(diff.astype(np.float64) ** 2)), diff * (2.0 / diff.size)
+
+
+def binary_cross_entropy_with_logits(logits, targets):
+    """Binary cross-entropy on logits, mean over every element, as
+    torch.nn.BCEWithLogitsLoss: returns (loss, dlogits).
+
+        loss    = mean(max(z, 0) - z t + log(1 + exp(-|z|)))     (never overflows)
+        dlogits = (sigmoid(z) - t) / size
+    """
+    z, t = _loss_operands(logits, targets, ("logits", "targets"))
+    z64 = z.astype(np.float64)
+    with np.errstate(under="ignore"):
+        per = np.maximum(z64, 0) - z64 * t + np.log1p(np.exp(-np.abs(z64)))
+    return float(per.mean()), (sigmoid(z) - t) * (1.0 / z.size)
 
 
 # ---------------------------------------------------------------------------- linear

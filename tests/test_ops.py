@@ -120,6 +120,14 @@ def _dropout_check(got, want, args, dtype):
     assert_close(y, want[0])
 
 
+def _elementwise_loss_check(got, want, args, dtype):
+    z = np.asarray(args[0], dtype=np.float64)
+    assert isinstance(got, tuple) and len(got) == 2
+    # a mean of terms of size up to z^2 (mse) or |z| + log 2 (bce)
+    assert_close_float(got[0], want[0], dtype=dtype, scale=float(np.mean(z ** 2 + np.abs(z))) + 1)
+    assert_close(got[1], want[1], scale=np.max(np.abs(want[1])))
+
+
 def _bn_cache(n, dtype, key):
     x = normal((n, WIDTH), dtype, key, "x", scale=3.0, shift=1.0)
     gamma = normal((WIDTH,), dtype, key, "gamma", shift=1.0)
@@ -148,6 +156,11 @@ CASES = {
     "cross_entropy[weights]": (lambda n, dt: (normal((n, WIDTH), dt, "cew", n, scale=4.0),
                                               uniform((n, WIDTH), dt, "cew-t", n, low=-0.5, high=2)),
                                _cross_entropy_check),
+    "mse_loss": (lambda n, dt: (normal((n, WIDTH), dt, "mse", n, scale=3.0),
+                                normal((n, WIDTH), dt, "mse-t", n)), _elementwise_loss_check),
+    "binary_cross_entropy_with_logits": (lambda n, dt: (normal((n, WIDTH), dt, "bce", n, scale=4.0),
+                                                        uniform((n, WIDTH), dt, "bce-t", n)),
+                                         _elementwise_loss_check),
     "linear_forward": (lambda n, dt: (normal((n, 64), dt, "lf-x", n), normal((64, WIDTH), dt, "lf-w", n),
                                       normal((WIDTH,), dt, "lf-b", n)), _linear_forward_check),
     "linear_forward[nobias]": (lambda n, dt: (normal((n, 64), dt, "lf0-x", n),
