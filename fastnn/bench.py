@@ -65,28 +65,35 @@ class Sizes:
 
     def __init__(self, mode="full", samples=None, reps=None):
         self.mode = mode
+        # workload_budget: seconds the timed repetitions of one workload may take (all
+        # contenders together), estimated from the warm-up; the repetitions drop from
+        # `reps` towards `min_reps` on a slow machine so that a full run stays under
+        # 10 minutes on 2 cores.
         if mode == "full":
-            self.n_train, self.n_test, self.reps = 60_000, 10_000, 5
+            self.n_train, self.n_test, self.reps, self.min_reps = 60_000, 10_000, 5, 3
             self.n_warmup = 6_000
             self.digits_epochs, self.fit_epochs, self.fit_reps = 200, 2, 3
             self.predict_budget = 0.15     # seconds of calls per repetition
+            self.workload_budget = 60.0
         elif mode == "quick":
-            self.n_train, self.n_test, self.reps = 10_000, 2_000, 3
-            self.n_warmup = 2_000
-            self.digits_epochs, self.fit_epochs, self.fit_reps = 20, 1, 2
+            self.n_train, self.n_test, self.reps, self.min_reps = 6_000, 2_000, 3, 2
+            self.n_warmup = 1_000
+            self.digits_epochs, self.fit_epochs, self.fit_reps = 10, 1, 2
             self.predict_budget = 0.03
+            self.workload_budget = 6.0
         elif mode == "tiny":
-            self.n_train, self.n_test, self.reps = 512, 256, 2
+            self.n_train, self.n_test, self.reps, self.min_reps = 512, 256, 2, 2
             self.n_warmup = 128
             self.digits_epochs, self.fit_epochs, self.fit_reps = 2, 1, 2
             self.predict_budget = 0.002
+            self.workload_budget = math.inf
         else:
             raise ValueError(f"unknown size mode {mode!r}")
         if samples is not None:
             self.n_train = int(samples)
             self.n_warmup = min(self.n_warmup, self.n_train)
         if reps is not None:
-            self.reps = self.fit_reps = int(reps)
+            self.reps = self.fit_reps = self.min_reps = int(reps)
 
     def as_dict(self):
         return dict(vars(self))
@@ -211,6 +218,13 @@ class Trial:
 
     def prepare(self, warm=False):
         pass
+
+    def warm_scale(self):
+        """A timed run costs about this many times the warm-up run."""
+        n = getattr(self, "X", None)
+        if n is None:
+            return 1.0
+        return len(n) / max(1, min(len(n), self.ctx.sizes.n_warmup))
 
     def run(self):
         raise NotImplementedError
@@ -842,6 +856,9 @@ class EstimatorFit(Trial):
             warnings.simplefilter("ignore")
             self.clf.fit(self.X, self.y)
 
+    def warm_scale(self):
+        return float(self.epochs)                  # the warm-up fit runs one epoch
+
     def score(self):
         n_iter = getattr(self.clf, "n_iter_", None)
         if n_iter is not None and n_iter != self.epochs:
@@ -1035,6 +1052,7 @@ def run_workload(name, ctx, contender_filter=None, log=None):
             res.reason = _reason(exc)
     live = [r for r in results if r.trial is not None]
     reps = ctx.sizes.fit_reps if spec["kind"] == "estimator" else ctx.sizes.reps
+    estimate = 0.0           # seconds one interleaved repetition will take, from the warm-up
 
     def attempt(res, fn):
         try:
@@ -1052,8 +1070,14 @@ def run_workload(name, ctx, contender_filter=None, log=None):
                 continue
             if spec["kind"] == "predict":
                 attempt(res, lambda: _calibrate(trial, ctx.sizes.predict_budget))
+                estimate += ctx.sizes.predict_budget
             else:
+                t0 = time.perf_counter()
                 attempt(res, trial.run)
+                estimate += (time.perf_counter() - t0) * trial.warm_scale()
+    if estimate * reps > ctx.sizes.workload_budget:
+        reps = max(min(reps, ctx.sizes.min_reps),
+                   int(ctx.sizes.workload_budget // max(estimate, 1e-9)))
     for rep in range(reps):                           # interleaved, rotating order
         live = [r for r in results if r.trial is not None]
         if not live:
@@ -1155,12 +1179,12 @@ def _fmt_time(t, unit):
 def _fmt_spread(res):
     if not res.ok:
         return "n/a"
-    lo, hi = min(res.times), max(res.times)
+    lo, hi, n = min(res.times), max(res.times), len(res.times)
     if res.unit == "s/call":
-        return f"{lo * 1e6:.1f}-{hi * 1e6:.1f} µs"
+        return f"{lo * 1e6:.1f}-{hi * 1e6:.1f} µs (n={n})"
     if hi < 0.1:
-        return f"{lo * 1e3:.2f}-{hi * 1e3:.2f} ms"
-    return f"{lo:.3f}-{hi:.3f} s"
+        return f"{lo * 1e3:.2f}-{hi * 1e3:.2f} ms (n={n})"
+    return f"{lo:.3f}-{hi:.3f} s (n={n})"
 
 
 def _ratio(a, b):
@@ -1320,8 +1344,9 @@ def header(info, sizes):
         f"versions: Python {info['python']}, numpy {info['numpy']}, fastnn {info['fastnn']}, "
         f"PyTorch {info['torch']}, scikit-learn {info['sklearn']}",
         f"sizes: {sizes.mode}; {sizes.n_train} training / {sizes.n_test} test samples; "
-        f"{sizes.reps} repetitions (estimator fits: {sizes.fit_reps}) after a warm-up, "
-        f"interleaved; median and min-max; accuracy = test accuracy after the run",
+        f"{sizes.reps} repetitions (estimator fits: {sizes.fit_reps}; fewer, down to "
+        f"{sizes.min_reps}, where a workload would exceed {sizes.workload_budget:g} s) after "
+        f"a warm-up, interleaved; median and min-max; accuracy = test accuracy after the run",
         "time / fastnn = contender time / fastnn time (above 1: fastnn is faster); "
         "time / GEMM floor likewise",
     ]
