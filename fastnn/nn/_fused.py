@@ -1,6 +1,6 @@
 """Model-layer operations beyond the shared kernel API of fastnn.ops / fastnn.reference:
-batch-norm running update and eval mode, MSE, BCE on logits, label-smoothed cross-entropy
-on class labels, and the l1/l2 penalty.
+batch-norm running update and eval mode, label-smoothed cross-entropy on class labels, and
+the l1/l2 penalty.
 
 With ``fastnn.ops`` as the kernel module these call the very cores the compiled training
 step (``fastnn._kernels.training``) runs, so a model trained layer by layer from Python and
@@ -13,12 +13,10 @@ import numpy as np
 from fastnn import ops
 from fastnn._config import get_num_threads
 from fastnn._kernels import batchnorm as _bn
-from fastnn._kernels import losses as _losses
 from fastnn._kernels import optimizers as _opt
 from fastnn._kernels import softmax as _sm
 
-__all__ = ["bn_running_update", "bn_eval", "mse", "bce_with_logits",
-           "cross_entropy_smoothed", "penalty"]
+__all__ = ["bn_running_update", "bn_eval", "cross_entropy_smoothed", "penalty"]
 
 
 def _compiled(kernels):
@@ -48,29 +46,6 @@ def bn_eval(kernels, x, gamma, beta, running_mean, running_var, eps):
     alpha = 1 / np.sqrt(running_var + dt(eps)) * gamma
     np.add(x * alpha, beta - running_mean * alpha, out=y)
     return y
-
-
-def mse(kernels, z, t):
-    """mean((z - t)^2) over every element and its gradient (z - t) * (2 / size)."""
-    if _compiled(kernels):
-        dz = np.empty_like(z)
-        loss = _losses.mse(z.reshape(-1), t.reshape(-1), dz.reshape(-1))
-        return float(loss), dz
-    d = z - t
-    return float(np.sum(d.astype(np.float64) ** 2) / d.size), d * d.dtype.type(2.0 / d.size)
-
-
-def bce_with_logits(kernels, z, t):
-    """mean(max(z, 0) - z t + log(1 + exp(-|z|))) and its gradient (sigmoid(z) - t) / size."""
-    if _compiled(kernels):
-        dz = np.empty_like(z)
-        loss = _losses.bce_with_logits(z.reshape(-1), t.reshape(-1), dz.reshape(-1))
-        return float(loss), dz
-    z64 = z.astype(np.float64)
-    with np.errstate(under="ignore"):
-        per = np.maximum(z64, 0) - z64 * t + np.log1p(np.exp(-np.abs(z64)))
-    grad = (kernels.sigmoid(z) - t) * z.dtype.type(1.0 / z.size)
-    return float(per.sum() / per.size), grad
 
 
 def cross_entropy_smoothed(kernels, z, labels, smoothing):

@@ -23,7 +23,8 @@ __all__ = ["Module", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "BatchNorm1
 
 _KERNEL_FUNCTIONS = ("linear_forward", "linear_backward", "relu", "relu_backward", "sigmoid",
                      "sigmoid_backward", "tanh", "tanh_backward", "batchnorm_forward",
-                     "batchnorm_backward", "dropout", "cross_entropy", "one_hot")
+                     "batchnorm_backward", "dropout", "cross_entropy", "one_hot", "mse_loss",
+                     "binary_cross_entropy_with_logits")
 
 
 def resolve_kernels(kernels):

@@ -155,7 +155,7 @@ class MSELoss(Loss):
     """
 
     def forward(self, outputs, targets):
-        return _fused.mse(self.kernels, *_matching(outputs, targets))
+        return self.kernels.mse_loss(*_matching(outputs, targets))
 
     def prepare_targets(self, y, n_outputs, dtype, name="y"):
         return _regression_targets(y, n_outputs, dtype, name)
@@ -169,7 +169,7 @@ class BCEWithLogitsLoss(Loss):
     """
 
     def forward(self, outputs, targets):
-        return _fused.bce_with_logits(self.kernels, *_matching(outputs, targets))
+        return self.kernels.binary_cross_entropy_with_logits(*_matching(outputs, targets))
 
     def prepare_targets(self, y, n_outputs, dtype, name="y"):
         return _regression_targets(y, n_outputs, dtype, name)
