@@ -232,6 +232,10 @@ def test_class_weight_balanced_raises_minority_recall():
     balanced = np.mean([minority_recall(Perceptron(random_state=s, class_weight="balanced"))
                         for s in range(10)])
     assert balanced > plain + 0.2, (plain, balanced)
+    with pytest.raises(ValueError, match="balanced"):
+        small_mlp(class_weight="balanced").partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError, match="balanced"):
+        Perceptron(class_weight="balanced").partial_fit(X, y, classes=[0, 1])
     # a dict works too, and unknown labels in it are an error
     fit_quietly(small_mlp(class_weight={0: 1.0, 1: 10.0}), X, y)
     with pytest.raises(ValueError, match="class_weight"):

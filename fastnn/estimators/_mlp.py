@@ -342,6 +342,11 @@ class _BaseMLP(FastnnEstimator):
         first_pass = not fitted or (not self.warm_start and not incremental)
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if incremental and isinstance(getattr(self, "class_weight", None), str):
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit (each call sees "
+                "only part of y): compute the weights once, n_samples / (n_classes * "
+                "count), and pass them as a dict.")
         name = type(self).__name__
         if not first_pass:
             check_feature_names(self, X)
