@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from fastnn._validation import as_numeric, positive_count
-from fastnn.nn import _fused
+from fastnn.nn import _compiled, _fused
 from fastnn.nn.callbacks import EarlyStopping, History
 from fastnn.nn.layers import BatchNorm1d, Module, resolve_kernels
 from fastnn.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, get_loss
@@ -58,6 +58,9 @@ class Sequential(Module):
     weights after training. ``kernels`` picks the kernel module the layers call
     (``fastnn.ops`` by default, or ``fastnn.reference`` / "reference").
     """
+
+    #: the cached compiled plan of predict refers to this model's arrays: never copied
+    _transient = ("_plan_cache",)
 
     def __init__(self, *layers, dtype="float32", seed=None, kernels=None):
         super().__init__()
@@ -238,7 +241,21 @@ class Sequential(Module):
                              f" (values beyond the {self.dtype.name} range count as infinity)")
         return X
 
+    def _predict_plan(self):
+        """The compiled eval-mode plan, cached while the layers' kernels and settings stay."""
+        key = (self._kernels, tuple((id(layer), layer._kernels, getattr(layer, "eps", None),
+                                     getattr(layer, "p", None)) for layer in self.layers))
+        cached = self.__dict__.get("_plan_cache")
+        if cached is None or cached[0] != key or cached[1] is not None \
+                and cached[2] is not self._flat_params:
+            plan = _compiled.plan_for(self)
+            cached = self._plan_cache = (key, plan, self._flat_params)
+        return cached[1]
+
     def _predict(self, X, batch_size):
+        plan = self._predict_plan()
+        if plan is not None:
+            return _compiled.predict(self, plan, X)
         if batch_size is None or batch_size >= X.shape[0]:
             out = X
             for layer in self.layers:
@@ -295,7 +312,7 @@ class Sequential(Module):
 
     def fit(self, X, y, *, loss="cross_entropy", optimizer="adam", lr=1e-3, epochs=10,
             batch_size=32, shuffle=True, l1=0.0, l2=0.0, validation_data=None,
-            validation_split=0.0, early_stopping=None, verbose=0):
+            validation_split=0.0, early_stopping=None, verbose=0, compiled=None):
         """Train with mini-batches; returns a :class:`History` (also kept as ``self.history``).
 
         loss: "cross_entropy" (y: int labels or one-hot/probabilities), "mse",
@@ -309,6 +326,10 @@ class Sequential(Module):
         early_stopping: an :class:`EarlyStopping`.
         verbose: 0 silent; 1 a progress bar per epoch (tqdm if installed, else a line per
             epoch); 2 a line per epoch.
+        compiled: None (default) runs whole epochs in the compiled training step whenever
+            the layers, loss and optimizer are built-in ones on fastnn.ops, else layer by
+            layer from Python; False always goes layer by layer; True requires the compiled
+            step. Both give bit-identical weights.
 
         Everything is checked before the model is touched: bad input raises ValueError
         (TypeError for a wrong kind of object) and leaves the model as it was. A loss
@@ -366,6 +387,16 @@ class Sequential(Module):
             loss_fn.kernels = self._kernels
         opt = get_optimizer(optimizer, self.parameters(), lr)
         lr_used = getattr(opt, "lr", lr)
+        runner = None
+        if compiled is None or compiled:
+            plan = _compiled.plan_for(self)
+            if plan is not None and _compiled.EpochRunner.supports(self, loss_fn, opt):
+                runner = _compiled.EpochRunner(self, plan, loss_fn, opt, l1, l2,
+                                               min(batch_size + 1, X.shape[0]))
+            elif compiled:
+                raise ValueError("compiled=True needs built-in layers, loss and optimizer "
+                                 "computing with fastnn.ops; this model takes the "
+                                 "layer-by-layer path (compiled=None chooses by itself)")
 
         # ---- train ---------------------------------------------------------------------
         was_training = self.training
@@ -389,25 +420,12 @@ class Sequential(Module):
                 else:
                     X_epoch, y_epoch = X, y
                 progress.start_epoch(epoch)
-                total = 0.0
-                for b, (lo, hi) in enumerate(batches):
-                    out = X_epoch[lo:hi]
-                    for layer in self.layers:
-                        out = layer.forward(out)
-                    batch_loss = loss_fn(out, y_epoch[lo:hi])
-                    dy = loss_fn.backward()
-                    for layer in reversed(self.layers):
-                        dy = layer.backward(dy)
-                    if l1 or l2:
-                        batch_loss += self._penalty(l1, l2)
-                    if not math.isfinite(batch_loss):
-                        self._diverged(backup, f"the loss became {batch_loss} at epoch "
-                                               f"{epoch + 1}, batch {b + 1}", lr_used)
-                    np.copyto(backup[0], self._flat_params)
-                    np.copyto(backup[1], self._flat_buffers)
-                    opt.step()
-                    total += batch_loss * (hi - lo)
-                    progress.batch_done()
+                if runner is not None:
+                    total = self._compiled_epoch(runner, X_epoch, y_epoch, batches, backup,
+                                                 epoch, lr_used, progress)
+                else:
+                    total = self._python_epoch(X_epoch, y_epoch, batches, loss_fn, opt, l1, l2,
+                                               backup, epoch, lr_used, progress)
                 if not np.isfinite(self._flat_params).all():
                     self._diverged(backup, f"the weights became NaN or infinite at epoch "
                                            f"{epoch + 1}", lr_used)
@@ -433,6 +451,47 @@ class Sequential(Module):
             self.train(was_training)
         self.history = history
         return history
+
+    def _python_epoch(self, X, y, batches, loss_fn, opt, l1, l2, backup, epoch, lr, progress):
+        """One epoch layer by layer; returns the sum of batch loss times batch size."""
+        total = 0.0
+        for b, (lo, hi) in enumerate(batches):
+            out = X[lo:hi]
+            for layer in self.layers:
+                out = layer.forward(out)
+            batch_loss = loss_fn(out, y[lo:hi])
+            dy = loss_fn.backward()
+            for layer in reversed(self.layers):
+                dy = layer.backward(dy)
+            if l1 or l2:
+                batch_loss += self._penalty(l1, l2)
+            if not math.isfinite(batch_loss):
+                self._diverged(backup, f"the loss became {batch_loss} at epoch "
+                                       f"{epoch + 1}, batch {b + 1}", lr)
+            np.copyto(backup[0], self._flat_params)
+            np.copyto(backup[1], self._flat_buffers)
+            opt.step()
+            total += batch_loss * (hi - lo)
+            progress.batch_done()
+        return total
+
+    def _compiled_epoch(self, runner, X, y, batches, backup, epoch, lr, progress):
+        """One epoch in the compiled training step; the same sum as _python_epoch."""
+        # The kernel keeps no copy per batch: the weights at the start of the epoch are
+        # the fallback should a batch's update make them non-finite.
+        np.copyto(backup[0], self._flat_params)
+        np.copyto(backup[1], self._flat_buffers)
+        bounds = [lo for lo, _hi in batches] + [batches[-1][1]]
+        completed, batch_losses = runner.run_epoch(X, y, bounds)
+        if completed < len(batches):
+            b = completed
+            self._diverged(backup, f"the loss became {batch_losses[b]} at epoch {epoch + 1}, "
+                                   f"batch {b + 1}", lr)
+        progress.batch_done(len(batches))
+        total = 0.0
+        for (lo, hi), batch_loss in zip(batches, batch_losses.tolist()):
+            total += batch_loss * (hi - lo)
+        return total
 
     def _diverged(self, backup, what, lr):
         if not np.isfinite(self._flat_params).all():
@@ -482,9 +541,9 @@ class _Progress:
             self.bar = self.tqdm(total=self.n_batches, desc=f"epoch {epoch + 1}/{self.epochs}",
                                  unit="batch", leave=True, mininterval=0.2)
 
-    def batch_done(self):
+    def batch_done(self, count=1):
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(count)
 
     def end_epoch(self, epoch, logs, seconds):
         if self.bar is not None:

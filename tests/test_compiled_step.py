@@ -1,0 +1,167 @@
+"""The compiled training step (whole epochs in one kernel call) against the layer-by-layer
+path from Python: the same seed and data must give bit-identical weights, running
+statistics, history and predictions."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import BatchNorm1d, Dropout, EarlyStopping, Linear, ReLU, Sequential, Sigmoid, Tanh
+from fastnn.nn import _compiled
+from fastnn.nn.layers import Module
+
+
+def _data(n, n_in, k, dtype, task, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n_in)).astype(dtype)
+    if task == "labels":
+        y = rng.integers(0, k, n)
+    elif task == "probs":
+        y = rng.dirichlet(np.ones(k), n).astype(dtype)
+    elif task == "binary":
+        y = (rng.random((n, k)) < 0.5).astype(dtype)
+    else:
+        y = rng.standard_normal((n, k)).astype(dtype)
+    return X, y
+
+
+def _model(dtype, n_in, k, seed=7, kinds=("bn", "relu", "dropout", "tanh", "sigmoid")):
+    layers = [Linear(n_in, 12)]
+    if "bn" in kinds:
+        layers.append(BatchNorm1d(12))
+    layers.append(ReLU())
+    if "dropout" in kinds:
+        layers.append(Dropout(0.25))
+    layers += [Linear(12, 9), Tanh(), Linear(9, 6), Sigmoid(), Linear(6, k)]
+    return Sequential(*layers, dtype=dtype, seed=seed)
+
+
+def _fit_both(make, X, y, **fit_kwargs):
+    fast, slow = make(), make()
+    calls = []
+    real_run = _compiled.EpochRunner.run_epoch
+
+    def counting_run(self, *args):
+        calls.append(1)
+        return real_run(self, *args)
+
+    _compiled.EpochRunner.run_epoch = counting_run
+    try:
+        h_fast = fast.fit(X, y, **fit_kwargs)
+    finally:
+        _compiled.EpochRunner.run_epoch = real_run
+    assert calls, "the compiled step was not used"
+    h_slow = slow.fit(X, y, compiled=False, **fit_kwargs)
+    return fast, slow, h_fast, h_slow
+
+
+def _assert_identical(fast, slow, h_fast, h_slow):
+    np.testing.assert_array_equal(fast._flat_params, slow._flat_params)
+    np.testing.assert_array_equal(fast._flat_buffers, slow._flat_buffers)
+    assert h_fast.history == h_slow.history
+    # and the generators are in the same state: later training stays identical too
+    assert fast._rng.bit_generator.state == slow._rng.bit_generator.state
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss,task", [
+    ("cross_entropy", "labels"), ("cross_entropy", "probs"), ("mse", "regression"),
+    ("binary_cross_entropy", "binary")])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_epochs_identical_to_layer_by_layer(dtype, loss, task, optimizer):
+    k = 4
+    X, y = _data(101, 8, k, dtype, task)      # 101 rows: a ragged last batch
+    fast, slow, hf, hs = _fit_both(lambda: _model(dtype, 8, k), X, y, loss=loss,
+                                   optimizer=optimizer, lr=0.05, epochs=3, batch_size=16,
+                                   l1=1e-3, l2=1e-2, validation_split=0.2)
+    _assert_identical(fast, slow, hf, hs)
+    np.testing.assert_array_equal(fast.predict(X), slow.predict(X))
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.5])
+@pytest.mark.parametrize("task", ["labels", "probs"])
+def test_label_smoothing_identical(smoothing, task):
+    X, y = _data(64, 5, 3, "float64", task)
+    fast, slow, hf, hs = _fit_both(lambda: _model("float64", 5, 3), X, y,
+                                   loss=fastnn.CrossEntropyLoss(label_smoothing=smoothing),
+                                   epochs=2, batch_size=10)
+    _assert_identical(fast, slow, hf, hs)
+
+
+def test_batchnorm_merges_a_one_row_last_batch_identically():
+    X, y = _data(33, 6, 3, "float32", "labels")         # 33 = 2 * 16 + 1
+    fast, slow, hf, hs = _fit_both(lambda: _model("float32", 6, 3), X, y, epochs=2,
+                                   batch_size=16)
+    _assert_identical(fast, slow, hf, hs)
+
+
+def test_optimizer_objects_and_early_stopping_identical():
+    X, y = _data(80, 6, 3, "float32", "labels")
+
+    def make():
+        return _model("float32", 6, 3, kinds=("relu",))
+
+    fast, slow = make(), make()
+    stop_fast = EarlyStopping(patience=2)
+    stop_slow = EarlyStopping(patience=2)
+    h_fast = fast.fit(X, y, optimizer=fastnn.optim.AdamW(fast.parameters(), lr=0.05,
+                                                         weight_decay=0.1),
+                      epochs=12, validation_split=0.25, early_stopping=stop_fast)
+    h_slow = slow.fit(X, y, optimizer=fastnn.optim.AdamW(slow.parameters(), lr=0.05,
+                                                         weight_decay=0.1),
+                      epochs=12, validation_split=0.25, early_stopping=stop_slow,
+                      compiled=False)
+    _assert_identical(fast, slow, h_fast, h_slow)
+
+
+def test_compiled_predict_matches_layer_by_layer():
+    X, y = _data(300, 8, 4, "float32", "labels")
+    model = _model("float32", 8, 4)
+    model.fit(X, y, epochs=1)                     # running statistics away from 0 and 1
+    assert model._predict_plan() is not None
+    by_layer = X
+    for layer in model.layers:
+        by_layer = layer.infer(by_layer)
+    np.testing.assert_array_equal(model.predict(X), by_layer)
+    np.testing.assert_array_equal(model.predict(X[:1]), by_layer[:1])
+
+
+class Doubler(Module):
+    """A custom Python layer: the compiled step cannot describe it."""
+    preserves_width = True
+
+    def forward(self, x):
+        return 2 * x
+
+    def infer(self, x):
+        return 2 * x
+
+    def backward(self, dy):
+        return 2 * dy
+
+
+def test_custom_layer_takes_the_python_path():
+    X, y = _data(40, 5, 3, "float64", "labels")
+    model = Sequential(Linear(5, 7), Doubler(), ReLU(), Linear(7, 3), dtype="float64", seed=1)
+    assert _compiled.plan_for(model) is None
+    before = model._flat_params.copy()
+    with pytest.raises(ValueError, match="compiled=True"):
+        model.fit(X, y, epochs=1, compiled=True)
+    np.testing.assert_array_equal(model._flat_params, before)
+    history = model.fit(X, y, epochs=2)
+    assert len(history.history["loss"]) == 2
+    assert not np.array_equal(model._flat_params, before)
+
+
+def test_reference_kernels_take_the_python_path():
+    model = _model("float64", 5, 3)
+    model.kernels = "reference"
+    assert _compiled.plan_for(model) is None
+
+
+def test_compiled_divergence_keeps_finite_weights():
+    X, y = _data(64, 5, 3, "float64", "regression")
+    model = Sequential(Linear(5, 3), dtype="float64", seed=0)
+    with pytest.raises(fastnn.nn.TrainingDivergedError, match="epoch 1.*learning rate"):
+        model.fit(X * 1e150, y, loss="mse", optimizer="sgd", lr=1e10, epochs=3,
+                  compiled=True)
+    assert np.isfinite(model._flat_params).all()
