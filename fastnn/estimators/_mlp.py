@@ -399,7 +399,8 @@ class _BaseMLP(FastnnEstimator):
                               "is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_train))
         if self.batch_norm and n_train < 2:
-            raise ValueError("batch_norm=True needs at least 2 training samples.")
+            raise ValueError("batch_norm=True cannot train on 1 sample: the batch variance "
+                             "of one row is undefined; give at least 2 training rows.")
 
         # ---- from here on self changes; a failure puts everything back
         snapshot = self._snapshot()
@@ -593,6 +594,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ``n_samples / (n_classes * count)``). Not available for multilabel y.
     dtype : {'float32', 'float64'}, default='float32'
         Dtype of the network; predictions and probabilities come out in it.
+
+    ``sample_weight`` weights each row's loss (a weighted mean per mini-batch, as
+    scikit-learn); batch-norm statistics and dropout masks stay per row, so with those
+    extras a weight of 3 is not the same as three copies of a row.
 
     Small differences from scikit-learn: random numbers (initialisation, shuffling,
     the validation split) come from fastnn's seeded generators, so weights are not
