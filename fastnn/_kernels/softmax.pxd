@@ -6,7 +6,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, expf, log
 from libc.stdint cimport int64_t
 
-from fastnn._kernels.common cimport MIN_PARALLEL_ROWS, threads_for
+from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
 
 
 cdef inline floating exp_scalar(floating x) noexcept nogil:
@@ -39,7 +39,7 @@ cdef inline double exp_shifted_row(const floating* z, floating m, floating* e,
 cdef inline void softmax_rows(const floating* z, floating* out, Py_ssize_t n, Py_ssize_t k,
                               bint log_output, int n_threads) noexcept nogil:
     cdef Py_ssize_t i, j
-    cdef int t = threads_for(n, MIN_PARALLEL_ROWS, n_threads)
+    cdef int t = threads_for(n * k, MIN_PARALLEL_ELEMENTS, n_threads)
     cdef floating m
     cdef double s, log_s
     for i in prange(n, schedule="static", num_threads=t):
@@ -64,7 +64,7 @@ cdef inline double cross_entropy_labels_rows(
     """Mean over rows of -sum_j t_ij log_softmax(z_i)_j with t the (smoothed) one-hot
     labels; dz = (softmax(z) - t) / n."""
     cdef Py_ssize_t i, j
-    cdef int t = threads_for(n, MIN_PARALLEL_ROWS, n_threads)
+    cdef int t = threads_for(n * k, MIN_PARALLEL_ELEMENTS, n_threads)
     cdef floating m
     cdef double s, log_s, off, on, sum_z, total = 0
     off = smoothing / k
@@ -101,7 +101,7 @@ cdef inline double cross_entropy_probs_rows(
         Py_ssize_t n, Py_ssize_t k, int n_threads) noexcept nogil:
     """Mean over rows of sum_j t_ij (logsumexp(z_i) - z_ij); dz = (softmax * sum(t_i) - t) / n."""
     cdef Py_ssize_t i, j
-    cdef int t = threads_for(n, MIN_PARALLEL_ROWS, n_threads)
+    cdef int t = threads_for(n * k, MIN_PARALLEL_ELEMENTS, n_threads)
     cdef floating m
     cdef double s, log_s, t_sum, loss_i, total = 0
     for i in prange(n, schedule="static", num_threads=t):
