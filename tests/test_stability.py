@@ -55,7 +55,7 @@ def test_softmax_of_far_apart_logits(mod, dt):
     p = mod.softmax(np.array([[1000.0, 0.0, -1000.0]], dtype=dt))
     assert p.dtype == dt
     assert np.all(np.isfinite(p))
-    assert p.sum() == pytest.approx(1.0, abs=4 * np.finfo(dt).eps)
+    assert p.sum() == pytest.approx(1.0, abs=4 * float(np.finfo(dt).eps))
     np.testing.assert_array_equal(p, np.array([[1.0, 0.0, 0.0]], dtype=dt))
 
 
@@ -83,7 +83,7 @@ def test_cross_entropy_of_huge_logits(mod, dt, target_kind):
     n = 3
     assert isinstance(loss, float) and np.isfinite(loss)
     # row 0 is right (loss 0), row 1 is off by 2e4, row 2 by 1e4 + 1e4
-    assert loss == pytest.approx((0.0 + 2e4 + 2e4) / n, rel=4 * np.finfo(dt).eps)
+    assert loss == pytest.approx((0.0 + 2e4 + 2e4) / n, rel=4 * float(np.finfo(dt).eps))
     assert dz.dtype == dt and np.all(np.isfinite(dz))
     expected = (mod.softmax(z) - np.eye(3, dtype=dt)[y]) / n
     np.testing.assert_allclose(dz, expected, rtol=0, atol=4 * np.finfo(dt).eps / n)
