@@ -77,8 +77,31 @@ class Optimizer:
             raise ValueError("some parameters appear more than once")
         self.params = params
         self.lr = _positive(lr, "lr")
-        self._groups, self.is_flat = _flat_groups(params)
         self.step_count = 0
+
+    def _arrays(self):
+        """([(data, grad)] to update, is_flat), rebuilt whenever the parameters' arrays
+        change: a model rebinds them into new flat buffers after unpickling or copying."""
+        key = tuple(id(p.data) for p in self.params)
+        if self.__dict__.get("_arrays_key") != key:
+            self._arrays_cache = _flat_groups(self.params)
+            self._arrays_key = key
+        return self._arrays_cache
+
+    @property
+    def _groups(self):
+        return self._arrays()[0]
+
+    @property
+    def is_flat(self):
+        """Whether the parameters tile one stretch of a flat buffer, updated as one array."""
+        return self._arrays()[1]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_arrays_cache", None)      # views: rebuilt from params after loading
+        state.pop("_arrays_key", None)
+        return state
 
     @property
     def lr(self):

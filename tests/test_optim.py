@@ -144,3 +144,24 @@ def test_optimizer_takes_only_parameters():
     assert not opt.is_flat
     opt.step()
     np.testing.assert_array_equal(p.data, np.full((2, 3), 0.5))
+
+
+@pytest.mark.parametrize("model_first", [True, False])
+def test_pickled_optimizer_keeps_training_its_model(model_first):
+    # The optimizer's arrays are views into the model's flat buffers; after unpickling,
+    # the model rebinds them, and the optimizer must follow instead of updating copies.
+    import pickle
+    from fastnn import Linear, Sequential
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 3))
+    y = rng.integers(0, 2, 20)
+    model = Sequential(Linear(3, 2), dtype="float64", seed=0)
+    opt = Adam(model.parameters(), lr=0.1)
+    model.fit(X, y, optimizer=opt, epochs=1)
+    if model_first:
+        model2, opt2 = pickle.loads(pickle.dumps((model, opt)))
+    else:
+        opt2, model2 = pickle.loads(pickle.dumps((opt, model)))
+    model.fit(X, y, optimizer=opt, epochs=2)
+    model2.fit(X, y, optimizer=opt2, epochs=2)
+    np.testing.assert_array_equal(model2._flat_params, model._flat_params)
