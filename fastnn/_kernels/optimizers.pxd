@@ -3,7 +3,7 @@
 # on the thread count.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt, fabs
+from libc.math cimport sqrt, sqrtf, fabs
 
 from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
 
@@ -70,20 +70,27 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
     cdef Py_ssize_t i
     cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
     cdef double bias_correction1 = 1 - beta1 ** step
-    cdef double bias_correction2_sqrt = sqrt(1 - beta2 ** step)
+    # In the parameters' dtype throughout, as PyTorch computes: float32 stays float32,
+    # and the loop vectorises.
+    cdef floating bias_correction2_sqrt = <floating>sqrt(1 - beta2 ** step)
     cdef floating step_size = <floating>(lr / bias_correction1)
     cdef floating decay = <floating>(1 - lr * weight_decay)
+    cdef floating wd = <floating>weight_decay, epsilon = <floating>eps
     cdef floating b1 = <floating>beta1, b2 = <floating>beta2
+    cdef floating one_minus_b1 = <floating>(1 - beta1), one_minus_b2 = <floating>(1 - beta2)
     cdef floating g, m, v, denom
     for i in prange(n, schedule="static", num_threads=t):
         g = grad[i]
         if decoupled:
             param[i] = param[i] * decay
         elif weight_decay != 0:
-            g = g + <floating>weight_decay * param[i]
-        m = exp_avg[i] + (1 - b1) * (g - exp_avg[i])     # PyTorch's lerp form
-        v = b2 * exp_avg_sq[i] + (1 - b2) * g * g
+            g = g + wd * param[i]
+        m = exp_avg[i] + one_minus_b1 * (g - exp_avg[i])     # PyTorch's lerp form
+        v = b2 * exp_avg_sq[i] + one_minus_b2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        denom = <floating>(sqrt(v) / bias_correction2_sqrt + eps)
-        param[i] = param[i] - step_size * m / denom
+        if floating is float:
+            denom = sqrtf(v) / bias_correction2_sqrt + epsilon
+        else:
+            denom = sqrt(v) / bias_correction2_sqrt + epsilon
+        param[i] = param[i] - step_size * (m / denom)
