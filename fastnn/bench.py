@@ -43,6 +43,7 @@ SEED = 0
 
 FASTNN = "fastnn"
 REFERENCE = "fastnn.reference"
+PER_LAYER = "fastnn per-layer"
 TORCH = "PyTorch"
 SKLEARN = "scikit-learn"
 NUMPY = "NumPy"
@@ -199,6 +200,38 @@ def thread_limit(n):
         yield
 
 
+class CpuMeter:
+    """How much CPU other processes took while we ran: busy time on the machine from
+    /proc/stat minus this process's own CPU time, over wall time x cores (Linux only)."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        busy = (sum(fields[:8]) - idle) / hz          # user..steal, guest is inside user
+        t = os.times()
+        return busy, t.user + t.system, time.perf_counter()
+
+    def others_share(self):
+        """Fraction of all cores used by other processes since construction, or None."""
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        busy, own, wall = (e - s for e, s in zip(end, self.start))
+        cores = os.cpu_count() or 1
+        if wall <= 0:
+            return None
+        return min(1.0, max(0.0, (busy - own) / (wall * cores)))
+
+
 def _available_cores():
     try:
         return len(os.sched_getaffinity(0))
@@ -307,9 +340,10 @@ def _reference_kernel_kwargs():
 
 
 class FastnnTrain(Trial):
-    def __init__(self, spec, ctx, kernels=None, threads=None):
+    def __init__(self, spec, ctx, kernels=None, threads=None, fit_kwargs=None):
         self.spec, self.ctx, self.threads = spec, ctx, threads
         self.kernels = kernels
+        self.fit_kwargs = fit_kwargs or {}
         self.X, self.y, self.Xt, self.yt = ctx.problem.arrays(spec["dtype"])
         fastnn_model(spec, spec["dtype"], ctx.weights, kernels)   # fail early if unsupported
         if not hasattr(_fastnn_attr(_import_fastnn(), "Sequential"), "fit"):
@@ -323,7 +357,7 @@ class FastnnTrain(Trial):
     def run(self):
         self.model.fit(self.Xr, self.yr, epochs=1, batch_size=self.spec["batch"],
                        optimizer="adam", lr=LR, l2=self.spec.get("l2", 0.0), shuffle=True,
-                       verbose=0)
+                       verbose=0, **self.fit_kwargs)
 
     def score(self):
         return _accuracy(self.model.predict(self.Xt), self.yt)
@@ -871,9 +905,19 @@ class EstimatorFit(Trial):
 # Workloads
 # --------------------------------------------------------------------------------------
 
-def _train_contenders():
+def _per_layer(spec, ctx):
+    """fastnn made to go layer by layer from Python (fit(compiled=False)), where offered."""
+    import inspect
+    Sequential = _fastnn_attr(_import_fastnn(), "Sequential")
+    if "compiled" not in inspect.signature(Sequential.fit).parameters:
+        raise Unavailable("Sequential.fit has no compiled= switch")
+    return FastnnTrain(spec, ctx, fit_kwargs={"compiled": False})
+
+
+def _train_contenders(per_layer=False):
     return [
         (FASTNN, lambda s, ctx: FastnnTrain(s, ctx)),
+    ] + ([(PER_LAYER, _per_layer)] if per_layer else []) + [
         (REFERENCE, lambda s, ctx: FastnnTrain(s, ctx, kernels=_reference_kernel_kwargs())),
         (TORCH, TorchTrain),
         (SKLEARN, SklearnTrain),
@@ -942,7 +986,7 @@ def _train_spec(batch, **extra):
 
 
 WORKLOADS = {
-    "mlp-b32": (_train_spec(32), _train_contenders(),
+    "mlp-b32": (_train_spec(32), _train_contenders(per_layer=True),
                 "MLP 784-256-128-10 ReLU, Adam, one epoch, batch 32"),
     "mlp-b128": (_train_spec(128), _train_contenders(), "same, batch 128"),
     "mlp-b512": (_train_spec(512), _train_contenders(), "same, batch 512"),
@@ -1013,6 +1057,7 @@ class Result:
         self.note = ""
         self.trial = None
         self.max_abs_diff = None
+        self.others_cpu = None
 
     @property
     def ok(self):
@@ -1033,13 +1078,15 @@ class Result:
                 "min": min(self.times) if self.ok else None,
                 "max": max(self.times) if self.ok else None,
                 "accuracy": self.accuracy(), "accuracies": self.accuracies,
-                "max_abs_diff_vs_numpy": self.max_abs_diff, "note": self.note}
+                "max_abs_diff_vs_numpy": self.max_abs_diff, "note": self.note,
+                "other_processes_cpu_share": self.others_cpu}
 
 
 def run_workload(name, ctx, contender_filter=None, log=None):
     spec, contenders, _ = WORKLOADS[name]
     unit = "s/call" if spec["kind"] == "predict" else (
         "s/epoch" if spec.get("per_epoch") or spec["kind"] == "train" else "s/fit")
+    meter = CpuMeter()
     results = []
     for cname, factory in contenders:
         if contender_filter and not _matches(cname, contender_filter):
@@ -1105,10 +1152,12 @@ def run_workload(name, ctx, contender_filter=None, log=None):
                     f"{_fmt_time(elapsed / trial.calls, unit)}")
     if spec["kind"] == "predict":
         _compare_outputs(results)
+    share = meter.others_share()
     for res in results:
         if res.trial is not None:
             res.note = res.trial.note
         res.trial = None
+        res.others_cpu = share
     return results
 
 
@@ -1273,6 +1322,25 @@ def targets_table(rows):
         lines.append(f"| {t['workload']} | {t['compared']} | {t['target']} | "
                      f"{_fmt_ratio(t['measured'])} | {met} | {t['detail']} |")
     return "\n".join(lines)
+
+
+BUSY_SHARE = 0.05   # other processes above this share of the cores make timings unreliable
+
+
+def busy_report(all_results, cores):
+    """A line naming the workloads during which other processes used the CPUs."""
+    shares = [(results[0].workload, results[0].others_cpu) for results in all_results
+              if results and results[0].others_cpu is not None]
+    if not shares:
+        return None
+    busy = [f"{wl} {100 * sh:.0f}%" for wl, sh in shares if sh > BUSY_SHARE]
+    if not busy:
+        return (f"Other processes used at most {100 * max(sh for _, sh in shares):.0f}% of "
+                f"the {cores} cores during any workload: a quiet machine.")
+    return ("WARNING: other processes used a share of the cores during: " + ", ".join(busy)
+            + ". With several threads, every synchronisation then waits for a descheduled "
+            "thread and timings can be inflated many times; rerun those workloads on a "
+            "quiet machine (or compare with --threads 1).")
 
 
 def time_split(all_results):
@@ -1499,6 +1567,10 @@ def main(argv=None):
             print(targets_table(targets))
         if split:
             print("\n" + split)
+        busy = busy_report(all_results, os.cpu_count() or 1)
+        if busy:
+            print("\n" + busy)
+        report["busy"] = busy
         print(f"\nbench wall time: {elapsed:.1f} s")
         report["results"] = [r.as_dict() | {"ratio_to_fastnn": r.ratio_to_fastnn,
                                             "ratio_to_floor": r.ratio_to_floor}
@@ -1506,6 +1578,7 @@ def main(argv=None):
         report["targets"] = targets
         report["time_split"] = split
     report["elapsed_s"] = time.perf_counter() - started
+    report["load_average_at_end"] = load_average()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2, default=_json_default)
