@@ -8,17 +8,31 @@ from fastnn._kernels.blas cimport gemm
 from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
 
 
+cdef enum:
+    COLUMN_BLOCK = 64
+
+
+cdef inline void column_block_sums(const floating* a, floating* out, Py_ssize_t n, Py_ssize_t d,
+                                   Py_ssize_t j0, Py_ssize_t width) noexcept nogil:
+    cdef double acc[COLUMN_BLOCK]
+    cdef Py_ssize_t i, j
+    for j in range(width):
+        acc[j] = 0
+    for i in range(n):              # row by row: contiguous loads, a vector loop
+        for j in range(width):
+            acc[j] += a[i * d + j0 + j]
+    for j in range(width):
+        out[j0 + j] = <floating>acc[j]
+
+
 cdef inline void column_sums(const floating* a, floating* out, Py_ssize_t n, Py_ssize_t d,
                              int n_threads) noexcept nogil:
     """out[j] = sum_i a[i, j], in double, rows in order (independent of the thread count)."""
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t b, n_blocks = (d + COLUMN_BLOCK - 1) // COLUMN_BLOCK
     cdef int t = threads_for(n * d, MIN_PARALLEL_ELEMENTS, n_threads)
-    cdef double s
-    for j in prange(d, schedule="static", num_threads=t):
-        s = 0
-        for i in range(n):
-            s = s + a[i * d + j]
-        out[j] = <floating>s
+    for b in prange(n_blocks, schedule="static", num_threads=t):
+        column_block_sums(a, out, n, d, b * COLUMN_BLOCK,
+                          min(<Py_ssize_t>COLUMN_BLOCK, d - b * COLUMN_BLOCK))
 
 
 cdef inline void linear_forward_core(const floating* x, const floating* w,
