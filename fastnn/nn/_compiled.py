@@ -58,10 +58,17 @@ class Plan:
         self.param_off = np.array(param_off, dtype=np.int64).reshape(-1, 2)
         self.buffer_off = np.array(buffer_off, dtype=np.int64).reshape(-1, 2)
         self.layer_args = np.array(args, dtype=np.float64).reshape(-1, 2)
+        self._layouts = {}
 
     def workspace(self, max_batch, training, dtype):
-        work_off, grad_off, size = _kernel.workspace_layout(
-            list(self.kinds), list(self.widths), max_batch, training)
+        """(offsets, gradient offsets, a fresh workspace): each caller gets its own
+        workspace, so threads predicting with one model never share one."""
+        key = (max_batch, training)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._layouts[key] = _kernel.workspace_layout(
+                list(self.kinds), list(self.widths), max_batch, training)
+        work_off, grad_off, size = layout
         return work_off, grad_off, np.empty(size, dtype=dtype)
 
 
