@@ -1382,14 +1382,18 @@ def machine_info(threads):
         info["cpu"] = platform.processor() or "unknown"
     tpc = _mod("threadpoolctl")
     if tpc is not None:
-        info["threadpools"] = [{k: v for k, v in p.items() if k != "filepath"}
-                               | {"library": os.path.basename(p.get("filepath", ""))}
-                               for p in tpc.threadpool_info()]
+        info["threadpools"] = [
+            {k: v for k, v in p.items() if k != "filepath"}
+            | {"library": os.path.join(*os.path.normpath(p.get("filepath", "?")).split(os.sep)[-2:])}
+            for p in tpc.threadpool_info()]
         blas = [p for p in info["threadpools"] if p.get("user_api") == "blas"]
+        # numpy's own BLAS first; others in the process (scipy's, which fastnn's kernels
+        # call through scipy.linalg.cython_blas) after it
+        blas.sort(key=lambda p: not p["library"].startswith("numpy"))
         if blas:
-            b = blas[0]
-            info["blas"] = (f"{b.get('internal_api')} {b.get('version')} "
-                            f"({b.get('architecture')}, {b.get('threading_layer')})")
+            info["blas"] = "; ".join(
+                f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, "
+                f"{b.get('threading_layer')}, {b['library']})" for b in blas)
     if "blas" not in info:
         try:
             cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
@@ -1407,7 +1411,7 @@ def header(info, sizes):
     lines = [
         f"CPU: {info['cpu']} ({', '.join(info['isa']) or 'no AVX2'}); cores available: "
         f"{info['cores']}; threads used: {info['threads']} for every library",
-        f"BLAS (numpy): {info['blas']}; thread limits via threadpoolctl: "
+        f"BLAS (numpy's first): {info['blas']}; thread limits via threadpoolctl: "
         f"{'yes' if info['threadpoolctl'] != 'not installed' else 'no (not installed)'}",
         f"versions: Python {info['python']}, numpy {info['numpy']}, fastnn {info['fastnn']}, "
         f"PyTorch {info['torch']}, scikit-learn {info['sklearn']}",
