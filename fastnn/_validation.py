@@ -3,6 +3,7 @@
 Everything is checked before anything is written, so a failed call changes nothing.
 """
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -84,10 +85,9 @@ def positive_count(value, name):
 
 
 def dropout_probability(p):
-    try:
-        p = float(p)
-    except (TypeError, ValueError):
-        raise TypeError(f"dropout probability p must be a real number, got {p!r}") from None
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
+        raise TypeError(f"dropout probability p must be a real number, got {p!r}")
+    p = float(p)
     if math.isnan(p) or not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability p must lie in [0, 1), got {p}")
     return p
@@ -104,6 +104,8 @@ def dropout_seed(seed):
 
 
 def batchnorm_eps(eps):
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a real number, got {eps!r}")
     eps = float(eps)
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0, got {eps}")

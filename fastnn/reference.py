@@ -13,10 +13,11 @@ Conventions shared with ``fastnn.ops``:
 * bad input raises ``ValueError`` (or ``TypeError`` for a wrong kind of object)
   with a message naming the problem.
 """
-import numbers
 import operator
 
 import numpy as np
+
+from fastnn._validation import batchnorm_eps, dropout_probability, dropout_seed
 
 __all__ = [
     "sigmoid", "tanh", "relu",
@@ -316,8 +317,7 @@ def batchnorm_forward(x, gamma, beta, eps):
         raise ValueError(f"shape mismatch: gamma must have shape ({d},), got {gamma.shape}")
     if beta.shape != (d,):
         raise ValueError(f"shape mismatch: beta must have shape ({d},), got {beta.shape}")
-    if not isinstance(eps, numbers.Real) or not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    eps = batchnorm_eps(eps)
     mean = x.mean(axis=0)
     var = ((x - mean) ** 2).mean(axis=0)
     inv_std = 1 / np.sqrt(var + eps)
@@ -374,24 +374,6 @@ def _uniform(seed, n):
     return bits.astype(np.float64) * 2.0 ** -53
 
 
-def _check_p(p):
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
-        raise TypeError(f"dropout probability p must be a number, got {p!r}")
-    p = float(p)
-    if not 0.0 <= p < 1.0:                       # also false for NaN
-        raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
-    return p
-
-
-def _check_seed(seed):
-    if seed is None:
-        return int(np.random.default_rng().integers(0, 2 ** 64, dtype=np.uint64))
-    try:
-        return operator.index(seed) % 2 ** 64
-    except TypeError:
-        raise TypeError(f"seed must be an integer or None, got {seed!r}") from None
-
-
 def dropout(x, p, seed):
     """Inverted dropout: returns (y, mask) with y = x * mask.
 
@@ -401,8 +383,8 @@ def dropout(x, p, seed):
     p must be in [0, 1); p = 0 gives y = a copy of x and a mask of ones.
     """
     (x,) = _floats(x)
-    p = _check_p(p)
-    seed = _check_seed(seed)
+    p = dropout_probability(p)
+    seed = dropout_seed(seed)
     if p == 0.0:
         return x.copy(), np.ones_like(x)
     keep = _uniform(seed, x.size).reshape(x.shape) >= p

@@ -129,3 +129,15 @@ def test_edge_cases_that_are_allowed(mod, name, build, shape):
     first = out[0] if isinstance(out, tuple) else out
     if shape is not None:
         assert first.shape == shape
+
+
+@pytest.mark.parametrize("bad", ["0.5", True, None])
+def test_dropout_p_must_be_a_number(mod, bad):
+    with pytest.raises(TypeError, match="dropout probability p must be a real number"):
+        mod.dropout(np.ones(3), bad, 1)
+
+
+@pytest.mark.parametrize("bad", ["1e-5", True])
+def test_batchnorm_eps_must_be_a_number(mod, bad):
+    with pytest.raises(TypeError, match="eps"):
+        mod.batchnorm_forward(np.ones((2, 3)), np.ones(3), np.zeros(3), bad)
