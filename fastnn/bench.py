@@ -77,11 +77,11 @@ class Sizes:
             self.predict_budget = 0.15     # seconds of calls per repetition
             self.workload_budget = 60.0
         elif mode == "quick":
-            self.n_train, self.n_test, self.reps, self.min_reps = 6_000, 2_000, 3, 2
-            self.n_warmup = 1_000
+            self.n_train, self.n_test, self.reps, self.min_reps = 4_000, 1_000, 3, 2
+            self.n_warmup = 500
             self.digits_epochs, self.fit_epochs, self.fit_reps = 10, 1, 2
             self.predict_budget = 0.03
-            self.workload_budget = 6.0
+            self.workload_budget = 4.0
         elif mode == "tiny":
             self.n_train, self.n_test, self.reps, self.min_reps = 512, 256, 2, 2
             self.n_warmup = 128
@@ -1355,6 +1355,12 @@ def time_split(all_results):
             f"products (see --profile).")
 
 
+# environment variables that change how thread pools behave, reported in the header
+THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_PROC_BIND",
+              "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
+              "KMP_BLOCKTIME")
+
+
 def load_average():
     """The 1-minute load average, or None where the OS does not report it."""
     try:
@@ -1400,6 +1406,7 @@ def machine_info(threads):
             info["blas"] = f"{cfg.get('name')} {cfg.get('version')} (numpy build config)"
         except Exception:
             info["blas"] = "unknown"
+    info["env"] = {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
     for name in ("torch", "sklearn", "fastnn", "threadpoolctl"):
         mod = _mod(name)
         info[name] = (getattr(mod, "__version__", "installed") if mod is not None
@@ -1422,6 +1429,9 @@ def header(info, sizes):
         "time / fastnn = contender time / fastnn time (above 1: fastnn is faster); "
         "time / GEMM floor likewise",
     ]
+    if info.get("env"):
+        lines.append("thread environment: " + ", ".join(f"{k}={v}" for k, v in
+                                                         info["env"].items()))
     load = info.get("load_average_at_start")
     if load is not None:
         busy = load > 0.5 * info["cores"]

@@ -80,6 +80,8 @@ def test_json_output(tiny_run):
             assert all(t > 0 for t in r["times"])
         else:
             assert r["reason"]
+        share = r["other_processes_cpu_share"]
+        assert share is None or 0.0 <= share <= 1.0
     numpy_b128 = next(r for r in results
                       if r["workload"] == "mlp-b128" and r["contender"] == "NumPy")
     assert 0.0 <= numpy_b128["accuracy"] <= 1.0
