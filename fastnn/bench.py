@@ -1434,10 +1434,10 @@ def header(info, sizes):
                                                          info["env"].items()))
     load = info.get("load_average_at_start")
     if load is not None:
-        busy = load > 0.5 * info["cores"]
-        lines.append(f"load average at start: {load:.2f}" + (
-            " -- the machine is busy: timings are inflated and noisy (threaded BLAS and "
-            "OpenMP suffer most); rerun on a quiet machine" if busy else ""))
+        # the 1-minute load average lags (a previous run still shows in it); the share of
+        # the CPUs other processes took during each workload is reported after the table
+        lines.append(f"load average at start: {load:.2f} (1 minute; other processes' CPU "
+                     f"share during the run is measured below the table)")
     return "\n".join(lines)
 
 
