@@ -15,8 +15,8 @@ from conftest import (DTYPES, LAYOUTS, as_layout, assert_close, assert_close_flo
 
 import fastnn.reference as reference
 
-SIZES = [1, 7, 300]   # one row, an odd size, and a batch above every threading threshold
-WIDTH = 131           # 300 x 131 = 39300 elements: above the 32768-element threshold
+SIZES = [1, 7, 300]   # one row, an odd size, and a batch of a few hundred rows
+WIDTH = 131           # odd, so no loop divides evenly (the threaded path: _big_inputs)
 EPS = 1e-5
 HYPOTHESIS = settings(max_examples=30, deadline=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -496,7 +496,8 @@ def test_property_one_hot(ops, k, data):
 # ------------------------------------------------------------------------- threads
 
 def _big_inputs():
-    n = 300
+    # enough rows that every kernel's loops cross the parallel threshold (4M elements)
+    n = 4194304 // WIDTH + 1
     return {name: build(n, np.float64) if name != "dropout" else build(n, np.float32)
             for name, (build, _) in CASES.items()}
 
