@@ -17,7 +17,8 @@ import operator
 
 import numpy as np
 
-from fastnn._validation import batchnorm_eps, dropout_probability, dropout_seed
+from fastnn._validation import (
+    batchnorm_eps, check_ndim, check_same_shape, dropout_probability, dropout_seed)
 
 __all__ = [
     "sigmoid", "tanh", "relu",
@@ -52,17 +53,6 @@ def _floats(*arrays):
     return [None if a is None else a.astype(dtype, copy=False) for a in arrays]
 
 
-def _require_ndim(a, ndim, name):
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array, got {a.ndim}-D with shape {a.shape}")
-
-
-def _require_same_shape(a, b, name_a, name_b):
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch: {name_a} has shape {a.shape} but {name_b} "
-                         f"has shape {b.shape}")
-
-
 def _check_num_classes(num_classes):
     try:
         num_classes = operator.index(num_classes)
@@ -76,7 +66,7 @@ def _check_num_classes(num_classes):
 def _check_labels(labels, num_classes, name):
     """Return labels as a 1-D int64 array after checking they are class indices."""
     labels = np.asarray(labels)
-    _require_ndim(labels, 1, name)
+    check_ndim(labels, 1, name)
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)):
             raise ValueError(f"{name} contain NaN or inf; they must be integer class indices")
@@ -119,21 +109,21 @@ def relu(x):
 def sigmoid_backward(y, dy):
     """dL/dx = dy * y * (1 - y), given the forward output y = sigmoid(x)."""
     y, dy = _floats(y, dy)
-    _require_same_shape(y, dy, "y", "dy")
+    check_same_shape(y, dy, "y", "dy")
     return dy * y * (1 - y)
 
 
 def tanh_backward(y, dy):
     """dL/dx = dy * (1 - y^2), given the forward output y = tanh(x)."""
     y, dy = _floats(y, dy)
-    _require_same_shape(y, dy, "y", "dy")
+    check_same_shape(y, dy, "y", "dy")
     return dy * (1 - y * y)
 
 
 def relu_backward(x, dy):
     """dL/dx = dy where x > 0, else 0, given the forward input x."""
     x, dy = _floats(x, dy)
-    _require_same_shape(x, dy, "x", "dy")
+    check_same_shape(x, dy, "x", "dy")
     return np.where(x > 0, dy, dy.dtype.type(0))
 
 
@@ -143,7 +133,7 @@ def _shifted_rows(z, name):
     """z - max_k z_ik: shifting each row by its maximum leaves softmax unchanged and
     makes every exponent <= 0, so exp cannot overflow (and one term is exactly 1).
     (An array with no columns has nothing to shift: it comes back as it is.)"""
-    _require_ndim(z, 2, name)
+    check_ndim(z, 2, name)
     if z.shape[1] == 0:
         return z.copy()
     return z - z.max(axis=1, keepdims=True)
@@ -191,7 +181,7 @@ def cross_entropy(logits, target):
     exact gradient of the loss for any t.  loss is a Python float.
     """
     logits = np.asarray(logits)
-    _require_ndim(logits, 2, "logits")
+    check_ndim(logits, 2, "logits")
     n, k = logits.shape
     if n == 0:
         raise ValueError("cross_entropy needs at least one row, got empty logits "
@@ -231,7 +221,7 @@ def cross_entropy(logits, target):
 
 def _loss_operands(outputs, targets, names):
     z, t = _floats(outputs, targets)
-    _require_same_shape(z, t, *names)
+    check_same_shape(z, t, *names)
     if z.size == 0:
         raise ValueError(f"{names[0]} are empty: the mean of a loss needs at least one element")
     if not np.all(np.isfinite(t)):
@@ -269,8 +259,8 @@ def binary_cross_entropy_with_logits(logits, targets):
 def linear_forward(x, w, b):
     """y = x @ w + b, with x (n, in), w (in, out) and b (out,) or None."""
     x, w, b = _floats(x, w, b)
-    _require_ndim(x, 2, "x")
-    _require_ndim(w, 2, "w")
+    check_ndim(x, 2, "x")
+    check_ndim(w, 2, "w")
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"shape mismatch: x has shape {x.shape} (in={x.shape[1]}) but w has "
                          f"shape {w.shape} (in={w.shape[0]})")
@@ -285,9 +275,9 @@ def linear_forward(x, w, b):
 def linear_backward(x, w, dy):
     """Gradients of y = x @ w + b: dx = dy @ w.T, dw = x.T @ dy, db = sum_i dy_i."""
     x, w, dy = _floats(x, w, dy)
-    _require_ndim(x, 2, "x")
-    _require_ndim(w, 2, "w")
-    _require_ndim(dy, 2, "dy")
+    check_ndim(x, 2, "x")
+    check_ndim(w, 2, "w")
+    check_ndim(dy, 2, "dy")
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"shape mismatch: x has shape {x.shape} (in={x.shape[1]}) but w has "
                          f"shape {w.shape} (in={w.shape[0]})")
@@ -309,7 +299,7 @@ def batchnorm_forward(x, gamma, beta, eps):
     Returns (y, cache) with cache = (x_hat, mean, var, inv_std, gamma).
     """
     x, gamma, beta = _floats(x, gamma, beta)
-    _require_ndim(x, 2, "x")
+    check_ndim(x, 2, "x")
     n, d = x.shape
     if n == 0:
         raise ValueError(f"batchnorm needs at least one row, got empty x of shape {x.shape}")
@@ -336,8 +326,8 @@ def batchnorm_backward(dy, cache):
         raise ValueError("cache must be the 5-tuple (x_hat, mean, var, inv_std, gamma) "
                          "returned by batchnorm_forward")
     dy, x_hat, mean, var, inv_std, gamma = _floats(dy, *cache)
-    _require_ndim(dy, 2, "dy")
-    _require_same_shape(dy, x_hat, "dy", "x_hat")
+    check_ndim(dy, 2, "dy")
+    check_same_shape(dy, x_hat, "dy", "x_hat")
     n = dy.shape[0]
     dbeta = dy.sum(axis=0)
     dgamma = (dy * x_hat).sum(axis=0)
