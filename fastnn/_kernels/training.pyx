@@ -9,6 +9,7 @@ bit-identical weights.
 """
 from cython cimport floating
 from libc.math cimport isfinite
+from libc.string cimport memcpy
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
 import numpy as np
@@ -139,11 +140,61 @@ cdef void forward_batch(
         inp = out
 
 
+cdef Py_ssize_t bounds_max(const int64_t[::1] bounds) noexcept nogil:
+    """The largest batch."""
+    cdef Py_ssize_t b, m = 0
+    for b in range(bounds.shape[0] - 1):
+        if bounds[b + 1] - bounds[b] > m:
+            m = bounds[b + 1] - bounds[b]
+    return m
+
+
+cdef void gather_rows(const floating* src, const int64_t* rows, Py_ssize_t n, Py_ssize_t d,
+                      floating* dst) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        memcpy(dst + i * d, src + rows[i] * d, d * sizeof(floating))
+
+
+cdef void scale_in_place(floating* a, double factor, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating f = <floating>factor
+    for i in range(size):
+        a[i] = a[i] * f
+
+
+cdef double weighted_rows(floating* g, const double* row_loss, const floating* w,
+                          Py_ssize_t n, Py_ssize_t k, double g_row_scale,
+                          double* weight_sum) noexcept nogil:
+    """Turn a batch mean into the weighted mean sum_i w_i loss_i / sum_i w_i: returns the
+    weighted loss, rescales row i of the gradient g by w_i * n / sum(w) / g_row_scale
+    (g_row_scale = n when g holds per-row means, 1 when it holds the batch mean) and
+    stores sum(w). A batch of zero weight teaches nothing: zero loss and gradient."""
+    cdef Py_ssize_t i, j
+    cdef double s = 0, total = 0
+    cdef floating f
+    for i in range(n):
+        s += w[i]
+    weight_sum[0] = s
+    for i in range(n):
+        f = <floating>(w[i] * n / (s * g_row_scale)) if s > 0 else 0
+        total += w[i] * row_loss[i]
+        for j in range(k):
+            g[i * k + j] = g[i * k + j] * f
+    return total / s if s > 0 else 0.0
+
+
 def train_epoch(
-        const floating[:, ::1] X,            # IN  (n, n_in) this epoch's samples, in batch order
+        const floating[:, ::1] X,            # IN  (n, n_in) the samples
         const int64_t[::1] labels,           # IN  (n,) class indices (cross-entropy on labels) or None
         const floating[:, ::1] targets,      # IN  (n, k) targets (the other losses) or None
-        const int64_t[::1] bounds,           # IN  (n_batches + 1,) batch b is rows bounds[b]:bounds[b+1]
+        const floating[::1] sample_weight,   # IN  (n,) per-sample weights or None (all equal)
+        const int64_t[::1] order,            # IN  (n,) this epoch's row order, or None (0..n-1)
+        const int64_t[::1] bounds,           # IN  (n_batches + 1,) batch b is order[bounds[b]:bounds[b+1]]
+        floating[:, ::1] x_batch,            # workspace (max batch, n_in), used with order
+        int64_t[::1] label_batch,            # workspace (max batch,), used with order and labels
+        floating[:, ::1] target_batch,       # workspace (max batch, k), used with order and targets
+        floating[::1] weight_batch,          # workspace (max batch,), used with sample_weight
         const int32_t[::1] kinds,            # IN  (n_layers,) LINEAR, RELU, ... per layer
         const int64_t[::1] widths,           # IN  (n_layers + 1,) activation widths
         const int64_t[:, ::1] param_off,     # IN  (n_layers, 2) weight/gamma and bias/beta offsets, -1 for none
@@ -158,14 +209,19 @@ def train_epoch(
         floating[::1] work,                  # workspace of workspace_layout's size
         double[::1] row_loss,                # workspace (max batch rows,)
         int loss_kind, double label_smoothing,
+        double loss_scale, double grad_scale,           # the loss value and its gradient times these
         Py_ssize_t n_penalised, double l1, double l2,   # penalties on params[:n_penalised]
+        double l2_per_weight,                # plus l2_per_weight / (the batch's weight sum) * sum(w^2)
         int opt_kind, const double[::1] opt_args,       # OPT_ARGS
         floating[::1] state1, floating[::1] state2,     # IN/OUT optimizer state (momentum; Adam moments)
         int64_t[::1] step_count,             # IN/OUT (1,) optimizer steps taken so far
         double[::1] batch_losses,            # OUT (n_batches,) loss + penalty of each batch
         int n_threads):
-    """Run every batch: forward, loss, backward, penalties, optimizer step.
+    """Run every batch: gather its rows, forward, loss, backward, penalties, optimizer step.
 
+    The loss of a batch is the mean over its rows (weighted by sample_weight when given)
+    of the per-row loss, times loss_scale; its gradient is scaled by grad_scale (the two
+    differ for scikit-learn's squared error, whose gradient is not that of its value).
     Returns the number of batches completed. A batch whose loss (with penalties) is not
     finite stops the epoch before its update: the caller reports it.
     """
@@ -186,7 +242,13 @@ def train_epoch(
     cdef floating* s2 = &state2[0] if state2 is not None and state2.shape[0] else NULL
     cdef const int64_t* lab = &labels[0] if labels is not None else NULL
     cdef const floating* tgt = &targets[0, 0] if targets is not None else NULL
-    cdef double loss
+    cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
+    cdef const int64_t* perm = &order[0] if order is not None else NULL
+    cdef const floating* xb
+    cdef const int64_t* lb
+    cdef const floating* tb
+    cdef const floating* wb
+    cdef double loss, weight_sum, l2_batch
     cdef int kind
     cdef Py_ssize_t i, completed = 0
     cdef double lr = opt_args[ARG_LR], momentum = opt_args[ARG_MOMENTUM]
@@ -199,12 +261,43 @@ def train_epoch(
             first_param_layer = l
             break
     k = widths[n_layers]
+    if perm != NULL:
+        if x_batch.shape[0] < bounds_max(bounds) or x_batch.shape[1] != n_in:
+            raise ValueError("x_batch is smaller than a batch")
+        if (lab != NULL and label_batch.shape[0] < x_batch.shape[0]) or \
+                (tgt != NULL and (target_batch.shape[0] < x_batch.shape[0]
+                                  or target_batch.shape[1] != k)) or \
+                (sw != NULL and weight_batch.shape[0] < x_batch.shape[0]):
+            raise ValueError("a batch workspace is smaller than x_batch")
 
     with nogil:
         for b in range(n_batches):
             lo = bounds[b]
             n = bounds[b + 1] - lo
-            forward_batch(&X[lo, 0], n, True, b, kinds, widths, param_off, buffer_off,
+            if perm != NULL:
+                # this batch's rows, copied once into a buffer that stays in cache
+                gather_rows(&X[0, 0], perm + lo, n, n_in, &x_batch[0, 0])
+                xb = &x_batch[0, 0]
+                lb = NULL
+                tb = NULL
+                wb = NULL
+                if lab != NULL:
+                    for i in range(n):
+                        label_batch[i] = lab[perm[lo + i]]
+                    lb = &label_batch[0]
+                if tgt != NULL:
+                    gather_rows(tgt, perm + lo, n, k, &target_batch[0, 0])
+                    tb = &target_batch[0, 0]
+                if sw != NULL:
+                    for i in range(n):
+                        weight_batch[i] = sw[perm[lo + i]]
+                    wb = &weight_batch[0]
+            else:
+                xb = &X[lo, 0]
+                lb = lab + lo if lab != NULL else NULL
+                tb = tgt + lo * k if tgt != NULL else NULL
+                wb = sw + lo if sw != NULL else NULL
+            forward_batch(xb, n, True, b, kinds, widths, param_off, buffer_off,
                           layer_args, seeds, work_off, p, buf, ws, n_threads)
 
             # loss and its gradient with respect to the last layer's output
@@ -212,15 +305,31 @@ def train_epoch(
             g = ws + grad_off[0]
             other = ws + grad_off[1]
             if loss_kind == LOSS_CROSS_ENTROPY_LABELS:
-                loss = cross_entropy_labels_rows(out, lab + lo, label_smoothing, g,
+                loss = cross_entropy_labels_rows(out, lb, label_smoothing, g,
                                                  &row_loss[0], n, k, n_threads)
             elif loss_kind == LOSS_CROSS_ENTROPY_PROBS:
-                loss = cross_entropy_probs_rows(out, tgt + lo * k, g, &row_loss[0], n, k,
-                                                n_threads)
+                loss = cross_entropy_probs_rows(out, tb, g, &row_loss[0], n, k, n_threads)
+            elif wb != NULL:
+                # per-row means, which the weights below combine
+                for i in range(n):
+                    if loss_kind == LOSS_MSE:
+                        row_loss[i] = mse_core(out + i * k, tb + i * k, g + i * k, k)
+                    else:
+                        row_loss[i] = bce_with_logits_core(out + i * k, tb + i * k,
+                                                           g + i * k, k)
             elif loss_kind == LOSS_MSE:
-                loss = mse_core(out, tgt + lo * k, g, n * k)
+                loss = mse_core(out, tb, g, n * k)
             else:
-                loss = bce_with_logits_core(out, tgt + lo * k, g, n * k)
+                loss = bce_with_logits_core(out, tb, g, n * k)
+            weight_sum = n
+            if wb != NULL:
+                loss = weighted_rows(g, &row_loss[0], wb, n, k,
+                                     1.0 if loss_kind <= LOSS_CROSS_ENTROPY_PROBS else <double>n,
+                                     &weight_sum)
+            if loss_scale != 1:
+                loss *= loss_scale
+            if grad_scale != 1:
+                scale_in_place(g, grad_scale, n * k)
 
             # backward, down to the first layer with parameters (its input gradient is unused)
             l = n_layers - 1
@@ -228,7 +337,7 @@ def train_epoch(
                 kind = kinds[l]
                 w_in = widths[l]
                 w_out = widths[l + 1]
-                inp = <floating*>&X[lo, 0] if l == 0 else ws + work_off[l - 1, WORK_OUT]
+                inp = <floating*>xb if l == 0 else ws + work_off[l - 1, WORK_OUT]
                 out = ws + work_off[l, WORK_OUT]
                 if kind == LAYER_LINEAR:
                     dx = other if l > first_param_layer else NULL
@@ -254,9 +363,12 @@ def train_epoch(
                     activation_backward_n(kind, inp, out, g, g, n * w_in, n_threads)
                 l -= 1
 
-            if l1 != 0 or l2 != 0:
-                loss += penalty_core(p, l1, l2, n_penalised)
-                add_penalty_gradient_core(p, gr, l1, l2, n_penalised, n_threads)
+            l2_batch = l2
+            if l2_per_weight != 0 and weight_sum > 0:
+                l2_batch = l2 + l2_per_weight / weight_sum
+            if l1 != 0 or l2_batch != 0:
+                loss += penalty_core(p, l1, l2_batch, n_penalised)
+                add_penalty_gradient_core(p, gr, l1, l2_batch, n_penalised, n_threads)
             batch_losses[b] = loss
             if not isfinite(loss):
                 break

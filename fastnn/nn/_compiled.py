@@ -103,12 +103,23 @@ def predict(model, plan, X):
 class EpochRunner:
     """Runs fit's epochs in the kernel for one (model, loss, optimizer) combination."""
 
-    def __init__(self, model, plan, loss_fn, opt, l1, l2, max_batch):
+    def __init__(self, model, plan, loss_fn, opt, l1, l2, max_batch, *, loss_scale=1.0,
+                 grad_scale=1.0, l2_per_weight=0.0):
+        # loss_scale, grad_scale and l2_per_weight (an L2 term divided by each batch's
+        # weight sum) let the estimators state scikit-learn's objective; Sequential.fit
+        # leaves them at their neutral values.
         self.model, self.plan, self.opt = model, plan, opt
         self.l1, self.l2 = l1, l2
+        self.loss_scale, self.grad_scale, self.l2_per_weight = loss_scale, grad_scale, \
+            l2_per_weight
         self.loss_fn = loss_fn
         self.work_off, self.grad_off, self.work = plan.workspace(max_batch, True, model.dtype)
         self.row_loss = np.empty(max_batch, dtype=np.float64)
+        # the rows of one shuffled batch, gathered by the kernel
+        self.x_batch = np.empty((max_batch, int(plan.widths[0])), dtype=model.dtype)
+        self.label_batch = np.empty(max_batch, dtype=np.int64)
+        self.target_batch = np.empty((max_batch, int(plan.widths[-1])), dtype=model.dtype)
+        self.weight_batch = np.empty(max_batch, dtype=model.dtype)
         self.step_count = np.zeros(1, dtype=np.int64)
         if isinstance(opt, SGD):
             self.opt_kind = _kernel.SGD
@@ -156,9 +167,10 @@ class EpochRunner:
         kind = _kernel.MSE if isinstance(loss_fn, MSELoss) else _kernel.BCE_WITH_LOGITS
         return None, np.ascontiguousarray(t, dtype=dtype), kind, 0.0
 
-    def run_epoch(self, X, y, bounds):
-        """Train on the batches X[lo:hi] of one epoch. Returns (batches completed, the
-        loss of every batch run); a non-finite loss stops before that batch's update."""
+    def run_epoch(self, X, y, bounds, order=None, sample_weight=None):
+        """Train on the batches X[order[lo:hi]] of one epoch (X[lo:hi] without an order).
+        Returns (batches completed, the loss of every batch run); a non-finite loss stops
+        before that batch's update."""
         model, opt = self.model, self.opt
         n_batches = len(bounds) - 1
         # the same draws, in the same order, as Dropout.forward makes batch by batch
@@ -171,12 +183,18 @@ class EpochRunner:
         self.opt_args[0] = opt.lr
         self.step_count[0] = opt.step_count
         batch_losses = np.zeros(n_batches, dtype=np.float64)
+        if order is not None:
+            order = np.ascontiguousarray(order, dtype=np.int64)
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=self.model.dtype)
         completed = _kernel.train_epoch(
-            X, labels, targets, np.asarray(bounds, dtype=np.int64), self.plan.kinds,
-            self.plan.widths, self.plan.param_off, self.plan.buffer_off,
+            X, labels, targets, sample_weight, order, np.asarray(bounds, dtype=np.int64),
+            self.x_batch, self.label_batch, self.target_batch, self.weight_batch,
+            self.plan.kinds, self.plan.widths, self.plan.param_off, self.plan.buffer_off,
             self.plan.layer_args, seeds, self.work_off, self.grad_off, model._flat_params,
             model._flat_grads, model._flat_buffers, self.work, self.row_loss, loss_kind, smoothing,
-            model._n_penalised, self.l1, self.l2, self.opt_kind, self.opt_args,
+            self.loss_scale, self.grad_scale, model._n_penalised, self.l1, self.l2,
+            self.l2_per_weight, self.opt_kind, self.opt_args,
             self.state[0], self.state[1], self.step_count, batch_losses, get_num_threads())
         opt.step_count = int(self.step_count[0])
         return completed, batch_losses

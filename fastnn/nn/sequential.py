@@ -403,7 +403,7 @@ class Sequential(Module):
         self.train()
         n = X.shape[0]
         batches = self._batches(n, batch_size)
-        if shuffle:
+        if shuffle and runner is None:
             X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
         backup = self._snapshot()      # weights before the last update: divergence fallback
         history = History()
@@ -413,17 +413,18 @@ class Sequential(Module):
         try:
             for epoch in range(epochs):
                 start = time.perf_counter()
-                if shuffle:
-                    order = self._rng.permutation(n)
-                    np.take(X, order, axis=0, out=X_epoch)
-                    np.take(y, order, axis=0, out=y_epoch)
-                else:
-                    X_epoch, y_epoch = X, y
+                order = self._rng.permutation(n) if shuffle else None
                 progress.start_epoch(epoch)
                 if runner is not None:
-                    total = self._compiled_epoch(runner, X_epoch, y_epoch, batches, backup,
+                    # the kernel gathers each batch's rows itself
+                    total = self._compiled_epoch(runner, X, y, order, batches, backup,
                                                  epoch, lr_used, progress)
                 else:
+                    if shuffle:
+                        np.take(X, order, axis=0, out=X_epoch)
+                        np.take(y, order, axis=0, out=y_epoch)
+                    else:
+                        X_epoch, y_epoch = X, y
                     total = self._python_epoch(X_epoch, y_epoch, batches, loss_fn, opt, l1, l2,
                                                backup, epoch, lr_used, progress)
                 if not np.isfinite(self._flat_params).all():
@@ -475,14 +476,14 @@ class Sequential(Module):
             progress.batch_done()
         return total
 
-    def _compiled_epoch(self, runner, X, y, batches, backup, epoch, lr, progress):
+    def _compiled_epoch(self, runner, X, y, order, batches, backup, epoch, lr, progress):
         """One epoch in the compiled training step; the same sum as _python_epoch."""
         # The kernel keeps no copy per batch: the weights at the start of the epoch are
         # the fallback should a batch's update make them non-finite.
         np.copyto(backup[0], self._flat_params)
         np.copyto(backup[1], self._flat_buffers)
         bounds = [lo for lo, _hi in batches] + [batches[-1][1]]
-        completed, batch_losses = runner.run_epoch(X, y, bounds)
+        completed, batch_losses = runner.run_epoch(X, y, bounds, order)
         if completed < len(batches):
             b = completed
             self._diverged(backup, f"the loss became {batch_losses[b]} at epoch {epoch + 1}, "
