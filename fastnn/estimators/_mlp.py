@@ -585,7 +585,7 @@ class _BaseMLP(FastnnEstimator):
                     self._no_improvement_count = 0
                 if score > self.best_validation_score_:
                     self.best_validation_score_ = score
-                    best_state = self._copy_state()
+                    best_state = self._copy_state(best_state)
             else:
                 if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                     self._no_improvement_count += 1
@@ -618,23 +618,25 @@ class _BaseMLP(FastnnEstimator):
         if early:
             self._put_state(best_state)
 
-    def _copy_state(self):
-        params = [p.data.copy() for p in self._model.parameters()]
-        buffers = [a.copy() for layer in self._model for a in layer.buffers().values()]
-        return params, buffers
+    def _copy_state(self, into=None):
+        """The model's parameters and running statistics (its two flat buffers), copied
+        into ``into`` (an earlier copy) when given, else into new arrays."""
+        model = self._model
+        if into is None:
+            return model._flat_params.copy(), model._flat_buffers.copy()
+        np.copyto(into[0], model._flat_params)
+        np.copyto(into[1], model._flat_buffers)
+        return into
 
     def _put_state(self, state):
-        params, buffers = state
-        for p, saved in zip(self._model.parameters(), params):
-            p.data[...] = saved
-        arrays = [a for layer in self._model for a in layer.buffers().values()]
-        for a, saved in zip(arrays, buffers):
-            a[...] = saved
+        np.copyto(self._model._flat_params, state[0])
+        np.copyto(self._model._flat_buffers, state[1])
 
     # -- predict -----------------------------------------------------------------------
     def _forward(self, X):
-        """Output-layer activations for validated X, in the model's dtype."""
-        z = self._model.predict(X)
+        """Output-layer activations for X validated by ``check_X`` (finite, C-contiguous,
+        the model's dtype and width), in the model's dtype."""
+        z = self._model._predict(X, None)
         act = self.out_activation_
         if act == "softmax":
             return ops.softmax(z)
