@@ -100,7 +100,7 @@ def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_sample
             f"Input {name} contains {what}. {estimator_name} does not accept missing "
             "values or infinities; impute or drop them first.")
     out = np.ascontiguousarray(arr, dtype=target)
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
+    if out.dtype != arr.dtype and out.dtype.kind == "f" and not np.isfinite(out).all():
         # e.g. a float64 value beyond float32's range
         raise ValueError(
             f"Input {name} contains infinity or a value too large for {out.dtype!r}.")

@@ -2,11 +2,15 @@
 
 The estimators are thin: they translate scikit-learn's parameters onto a
 ``fastnn.Sequential`` (Linear [-> BatchNorm1d] -> activation [-> Dropout] per hidden
-layer, then a Linear output layer), a fastnn loss and a fastnn optimizer, and train with
-``Sequential.fit``. What scikit-learn specifies per epoch (its stopping rule on the
-training loss or the validation score, the sgd learning-rate schedules, ``loss_curve_``,
-``partial_fit``'s single epoch) is driven here, one ``fit(epochs=1)`` call per epoch with
-one optimizer object kept across calls (and across ``partial_fit`` calls).
+layer, then a Linear output layer) and a fastnn optimizer. What scikit-learn specifies per
+epoch (its stopping rule on the training loss or the validation score, the sgd
+learning-rate schedules, ``loss_curve_``, ``partial_fit``'s single epoch) is driven here,
+one epoch at a time with one optimizer object kept across epochs (and across
+``partial_fit`` / ``warm_start`` calls). Each epoch runs in fastnn's compiled training
+step (one ``fastnn.nn._compiled.EpochRunner`` set up per fit call, see
+:class:`_CompiledEpochs`) whenever that can state the objective; otherwise (Poisson loss)
+it is one ``Sequential.fit(epochs=1)`` call with the objective as a loss object. Both
+paths compute the same numbers (to rounding).
 
 scikit-learn's objective is reproduced exactly, so ``learning_rate_init`` and ``alpha``
 mean the same numbers as there:
@@ -26,7 +30,8 @@ import numpy as np
 
 from .. import ops
 from ..nn import (BatchNorm1d, BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Linear, Loss,
-                  MSELoss, ReLU, Sequential, Sigmoid, Tanh)
+                  MSELoss, ReLU, Sequential, Sigmoid, Tanh, TrainingDivergedError)
+from ..nn import _compiled
 from ..optim import SGD, Adam
 from ._base import (ClassifierMixin, FastnnEstimator, NotFittedError, RegressorMixin,
                     check_random_state_seed, r2_score, warn_convergence)
@@ -35,6 +40,11 @@ from ._checks import (
     check_sample_weight, check_X, compute_class_weight, encode_labels, get_feature_names,
     train_val_split, unique_labels, validate_predict_X,
 )
+
+#: Train through fastnn's compiled epoch (one ``fastnn.nn._compiled.EpochRunner`` per fit
+#: call) whenever it can state the objective; False forces the per-layer path through
+#: ``Sequential.fit`` (the tests compare the two).
+_USE_COMPILED = True
 
 _ACTIVATIONS = {"identity": None, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
@@ -138,6 +148,83 @@ class _L2Step:
             for p in self.objective.weights:
                 p.grad += (alpha / s) * p.data
         self.optimizer.step()
+
+
+class _CompiledEpochs:
+    """scikit-learn's objective on fastnn's compiled epoch: the same numbers as
+    ``_SklearnObjective`` + ``_L2Step`` through ``Sequential.fit``, with everything set
+    up once per fit call and one kernel call per epoch.
+
+    The runner states the objective with its built-in losses: softmax outputs are
+    cross-entropy on class indices; logistic outputs BCE-with-logits (a mean over the
+    outputs) times ``k`` in value and gradient (scikit-learn sums over outputs); identity
+    outputs MSE (a mean over the outputs) times 0.5 in value and ``0.5 * k`` in gradient
+    (scikit-learn's gradient is ``z - t`` per row, not divided by ``k``). ``alpha`` is
+    the runner's L2 per batch weight ``alpha / 2``, ``l1`` its l1; sample weights make
+    each batch's loss the weighted mean. Rows are shuffled with the model's generator,
+    exactly as ``Sequential.fit`` draws them.
+    """
+
+    def __init__(self, runner, X, y, sample_weight, batches, shuffle):
+        self.runner, self.X, self.y, self.sample_weight = runner, X, y, sample_weight
+        self.shuffle = shuffle
+        self.n = X.shape[0]
+        self.sizes = [hi - lo for lo, hi in batches]
+        self.bounds = np.array([lo for lo, _hi in batches] + [batches[-1][1]], dtype=np.int64)
+
+    @classmethod
+    def build(cls, estimator, X, T, sw, batch_size):
+        """The compiled epochs for this fit call, or None where the runner cannot state
+        the objective (Poisson loss, or a model/optimizer it does not know)."""
+        if not _USE_COMPILED:
+            return None
+        model, opt = estimator._model, estimator._optimizer
+        kind, k = estimator._objective_kind(), T.shape[1]
+        if kind == "softmax":
+            # T is one-hot: its class indices give the same objective, without the targets
+            loss_fn, y, scales = CrossEntropyLoss(), T.argmax(axis=1).astype(np.int64), (1.0, 1.0)
+        elif kind == "logistic":
+            loss_fn, y, scales = BCEWithLogitsLoss(), T, (float(k), float(k))
+        elif kind == "identity":
+            loss_fn, y, scales = MSELoss(), T, (0.5, 0.5 * k)
+        else:
+            return None
+        plan = _compiled.plan_for(model)
+        if plan is None or not _compiled.EpochRunner.supports(model, loss_fn, opt):
+            return None
+        n = X.shape[0]
+        batches = model._batches(n, batch_size)
+        runner = _compiled.EpochRunner(
+            model, plan, loss_fn, opt, float(estimator.l1), 0.0,
+            max(hi - lo for lo, hi in batches), loss_scale=scales[0], grad_scale=scales[1],
+            l2_per_weight=0.5 * float(estimator.alpha))
+        # weights all 1 are the plain mean (and the batch size as the L2 divisor)
+        weights = None if np.all(sw == 1) else np.ascontiguousarray(sw, dtype=model.dtype)
+        return cls(runner, np.ascontiguousarray(X, dtype=model.dtype),
+                   np.ascontiguousarray(y), weights, batches, bool(estimator.shuffle))
+
+    def run(self, epoch):
+        """Train one epoch; returns its loss (the batch losses weighted by batch size,
+        as ``Sequential.fit``'s history). A non-finite loss or weight raises
+        TrainingDivergedError (the estimator then puts its state back)."""
+        model = self.runner.model
+        order = model._rng.permutation(self.n) if self.shuffle else None
+        completed, batch_losses = self.runner.run_epoch(self.X, self.y, self.bounds, order,
+                                                        self.sample_weight)
+        what = None
+        if completed < len(self.sizes):
+            what = (f"the loss became {batch_losses[completed]} at epoch {epoch}, batch "
+                    f"{completed + 1}")
+        elif not np.isfinite(model._flat_params).all():
+            what = f"the weights became NaN or infinite at epoch {epoch}"
+        if what is not None:
+            raise TrainingDivergedError(
+                f"training diverged: {what} (learning rate {self.runner.opt.lr:g}). Try a "
+                "smaller learning rate, scaled inputs or gradient-friendly initialisation.")
+        total = 0.0
+        for size, batch_loss in zip(self.sizes, batch_losses.tolist()):
+            total += batch_loss * size
+        return total / self.n
 
 
 # ----------------------------------------------------------------------- the estimators
@@ -450,8 +537,13 @@ class _BaseMLP(FastnnEstimator):
         return {"softmax": "softmax", "logistic": "logistic", "identity": "identity",
                 "exp": "exp"}[self.out_activation_]
 
-    def _epochs(self, X, T, sw, X_val, y_val, sw_val, batch_size, incremental):
-        """scikit-learn's epoch loop around ``Sequential.fit(epochs=1)``."""
+    def _epoch_runner(self, X, T, sw, batch_size):
+        """A function running one epoch (its argument: the epoch number, from 1) and
+        returning its loss: the compiled epoch where it can state the objective, else
+        ``Sequential.fit(epochs=1)`` with the objective as a loss object."""
+        compiled = _CompiledEpochs.build(self, X, T, sw, batch_size)
+        if compiled is not None:
+            return compiled.run
         model = self._model
         objective = _SklearnObjective(self._objective_kind(), self.alpha,
                                       [layer.weight for layer in self._linears])
@@ -459,17 +551,25 @@ class _BaseMLP(FastnnEstimator):
         targets = np.empty((len(X), T.shape[1] + 1), dtype=model.dtype)
         targets[:, :-1] = T
         targets[:, -1] = sw
+        shuffle, l1 = bool(self.shuffle), float(self.l1)
+
+        def run(epoch):
+            history = model.fit(X, targets, loss=objective, optimizer=step, epochs=1,
+                                batch_size=batch_size, shuffle=shuffle, l1=l1, verbose=0)
+            return float(history.history["loss"][0])
+        return run
+
+    def _epochs(self, X, T, sw, X_val, y_val, sw_val, batch_size, incremental):
+        """scikit-learn's epoch loop, one epoch at a time through ``_epoch_runner``."""
+        run_epoch = self._epoch_runner(X, T, sw, batch_size)
         max_iter = 1 if incremental else self.max_iter
         early = bool(self.early_stopping)
         if early:
             best_state = self._copy_state()
         self.n_iter_ = 0
         for _ in range(max_iter):
-            history = model.fit(X, targets, loss=objective, optimizer=step, epochs=1,
-                                batch_size=batch_size, shuffle=bool(self.shuffle),
-                                l1=float(self.l1), verbose=0)
+            self.loss_ = run_epoch(self.n_iter_ + 1)
             self.n_iter_ += 1
-            self.loss_ = float(history.history["loss"][0])
             self.t_ += len(X)
             self.loss_curve_.append(self.loss_)
             if self.verbose:
@@ -485,7 +585,7 @@ class _BaseMLP(FastnnEstimator):
                     self._no_improvement_count = 0
                 if score > self.best_validation_score_:
                     self.best_validation_score_ = score
-                    best_state = self._copy_state()
+                    best_state = self._copy_state(best_state)
             else:
                 if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                     self._no_improvement_count += 1
@@ -518,23 +618,25 @@ class _BaseMLP(FastnnEstimator):
         if early:
             self._put_state(best_state)
 
-    def _copy_state(self):
-        params = [p.data.copy() for p in self._model.parameters()]
-        buffers = [a.copy() for layer in self._model for a in layer.buffers().values()]
-        return params, buffers
+    def _copy_state(self, into=None):
+        """The model's parameters and running statistics (its two flat buffers), copied
+        into ``into`` (an earlier copy) when given, else into new arrays."""
+        model = self._model
+        if into is None:
+            return model._flat_params.copy(), model._flat_buffers.copy()
+        np.copyto(into[0], model._flat_params)
+        np.copyto(into[1], model._flat_buffers)
+        return into
 
     def _put_state(self, state):
-        params, buffers = state
-        for p, saved in zip(self._model.parameters(), params):
-            p.data[...] = saved
-        arrays = [a for layer in self._model for a in layer.buffers().values()]
-        for a, saved in zip(arrays, buffers):
-            a[...] = saved
+        np.copyto(self._model._flat_params, state[0])
+        np.copyto(self._model._flat_buffers, state[1])
 
     # -- predict -----------------------------------------------------------------------
     def _forward(self, X):
-        """Output-layer activations for validated X, in the model's dtype."""
-        z = self._model.predict(X)
+        """Output-layer activations for X validated by ``check_X`` (finite, C-contiguous,
+        the model's dtype and width), in the model's dtype."""
+        z = self._model._predict(X, None)
         act = self.out_activation_
         if act == "softmax":
             return ops.softmax(z)
