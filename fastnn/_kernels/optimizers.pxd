@@ -13,14 +13,15 @@ cdef inline void add_penalty_gradient_core(const floating* w, floating* grad, do
     """grad += l1 * sign(w) + 2 * l2 * w: the gradient of l1 * sum|w| + l2 * sum(w^2)."""
     cdef Py_ssize_t i
     cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
-    cdef double s
+    cdef double c = 2 * l2
+    if l1 == 0:
+        # grad + 0 + c * w is grad + c * w exactly
+        for i in prange(n, schedule="static", num_threads=t):
+            grad[i] = <floating>(grad[i] + c * w[i])
+        return
     for i in prange(n, schedule="static", num_threads=t):
-        s = 0
-        if w[i] > 0:
-            s = l1
-        elif w[i] < 0:
-            s = -l1
-        grad[i] = <floating>(grad[i] + s + 2 * l2 * w[i])
+        # sign(w) as (w > 0) - (w < 0): no branches, so the loop vectorises (0 for 0, NaN)
+        grad[i] = <floating>(grad[i] + l1 * ((w[i] > 0) - (w[i] < 0)) + c * w[i])
 
 
 cdef enum:
@@ -39,18 +40,25 @@ cdef inline double penalty_core(const floating* w, double l1, double l2,
     for j in range(PENALTY_LANES):
         a[j] = 0
         q[j] = 0
-    for b in range(n_full // PENALTY_LANES):
-        i = b * PENALTY_LANES
-        for j in range(PENALTY_LANES):
-            a[j] = a[j] + fabs(w[i + j])
-            q[j] = q[j] + <double>w[i + j] * w[i + j]
-    for i in range(n_full, n):
-        a[0] = a[0] + fabs(w[i])
-        q[0] = q[0] + <double>w[i] * w[i]
+    if l1 != 0:
+        for b in range(n_full // PENALTY_LANES):
+            i = b * PENALTY_LANES
+            for j in range(PENALTY_LANES):
+                a[j] = a[j] + fabs(w[i + j])
+        for i in range(n_full, n):
+            a[0] = a[0] + fabs(w[i])
+    if l2 != 0:
+        for b in range(n_full // PENALTY_LANES):
+            i = b * PENALTY_LANES
+            for j in range(PENALTY_LANES):
+                q[j] = q[j] + <double>w[i + j] * w[i + j]
+        for i in range(n_full, n):
+            q[0] = q[0] + <double>w[i] * w[i]
     for j in range(PENALTY_LANES):
         abs_sum += a[j]
         sq_sum += q[j]
-    return l1 * abs_sum + l2 * sq_sum
+    # a term whose coefficient is 0 is skipped, not computed (so 0 * inf cannot make NaN)
+    return (l1 * abs_sum if l1 != 0 else 0.0) + (l2 * sq_sum if l2 != 0 else 0.0)
 
 
 cdef inline void sgd_step_core(floating* param, const floating* grad, floating* momentum_buf,
