@@ -16,7 +16,10 @@ _num_threads = _default_threads()
 
 
 def set_num_threads(n):
-    """Set how many threads fastnn's kernels use (BLAS keeps its own setting)."""
+    """Set how many threads fastnn's kernels use.
+
+    This also bounds the BLAS library behind scipy while a fastnn kernel calls it (its
+    own setting is put back afterwards); small products run on one BLAS thread."""
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
         raise TypeError(f"number of threads must be an integer, got {type(n).__name__}")

@@ -1,6 +1,8 @@
 """Fully connected layer entry points (cores in linear.pxd)."""
 from cython cimport floating
 
+from fastnn._kernels.parallel cimport blas_threads_enter, blas_threads_exit
+
 
 def linear_forward(const floating[:, ::1] x,   # IN  (n, n_in)
                    const floating[:, ::1] w,   # IN  (n_in, n_out)
@@ -13,8 +15,12 @@ def linear_forward(const floating[:, ::1] x,   # IN  (n, n_in)
         return
     if b is not None:
         b_ptr = &b[0]
-    with nogil:
-        linear_forward_core(&x[0, 0], &w[0, 0], b_ptr, &y[0, 0], n, n_in, n_out)
+    blas_threads_enter(n_threads, <double>n * n_in * n_out)
+    try:
+        with nogil:
+            linear_forward_core(&x[0, 0], &w[0, 0], b_ptr, &y[0, 0], n, n_in, n_out)
+    finally:
+        blas_threads_exit()
 
 
 def linear_backward(const floating[:, ::1] x,    # IN  (n, n_in)
@@ -33,10 +39,14 @@ def linear_backward(const floating[:, ::1] x,    # IN  (n, n_in)
         dx_ptr = &dx[0, 0]
     if db is not None:
         db_ptr = &db[0]
-    with nogil:
-        # an empty x or w is never dereferenced: the cores skip zero-sized products
-        linear_backward_core(&x[0, 0] if n > 0 and n_in > 0 else NULL,
-                             &w[0, 0] if n_in > 0 else NULL,
-                             &dy[0, 0] if n > 0 else NULL,
-                             dx_ptr, &dw[0, 0] if n_in > 0 else NULL, db_ptr,
-                             n, n_in, n_out, n_threads)
+    blas_threads_enter(n_threads, <double>n * n_in * n_out)
+    try:
+        with nogil:
+            # an empty x or w is never dereferenced: the cores skip zero-sized products
+            linear_backward_core(&x[0, 0] if n > 0 and n_in > 0 else NULL,
+                                 &w[0, 0] if n_in > 0 else NULL,
+                                 &dy[0, 0] if n > 0 else NULL,
+                                 dx_ptr, &dw[0, 0] if n_in > 0 else NULL, db_ptr,
+                                 n, n_in, n_out, n_threads)
+    finally:
+        blas_threads_exit()

@@ -1,10 +1,100 @@
-"""What the build knows about OpenMP."""
+"""What the build knows about OpenMP, and the thread count of the BLAS the kernels call.
+
+While a kernel that multiplies matrices runs, scipy's BLAS may use at most the thread
+count the kernel was given (fastnn.set_num_threads), and one thread when every product
+is small: splitting a product of a few million multiply-adds over two threads costs more
+in hand-offs than it saves, and the second BLAS thread then spins beside the rest of
+the step. Enter and exit are called with the GIL held, which serialises them; the
+first kernel in sets the count and the last one out puts the previous count back, so
+threads training or predicting at once never leave BLAS changed.
+"""
+import scipy.linalg.cython_blas as _cython_blas
 
 cdef extern from "fastnn_omp.h":
     int fastnn_openmp_enabled() nogil
+
+cdef extern from "fastnn_blas_threads.h":
+    int fastnn_blas_bind(const char* module_path)
+    int fastnn_blas_get_threads() nogil
+    void fastnn_blas_set_threads(int n) nogil
+
+# Below this many multiply-adds in its largest product, a kernel keeps BLAS on one
+# thread. Measured on 2 cores: a forward and backward product of 32x256x128 (1M) runs in
+# 0.77x the one-thread time on two, but the digits MLP (200x64x100, 1.3M) gains nothing
+# from the second thread in the product itself and its epochs ran 1.04-1.38 ms on one
+# BLAS thread against 1.38-1.46 ms on two.
+cdef double BLAS_PARALLEL_PRODUCT = 2e6
+
+cdef bint _bound = fastnn_blas_bind(_cython_blas.__file__.encode()) != 0
+cdef int _depth = 0
+cdef int _saved = 0
+cdef bint _changed = False
 
 
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(fastnn_openmp_enabled())
 
+
+def blas_thread_control():
+    """True when fastnn found the thread setter of the BLAS it calls."""
+    return bool(_bound)
+
+
+def blas_parallel_product():
+    """Multiply-adds in a kernel's largest product from which BLAS may use several threads."""
+    return BLAS_PARALLEL_PRODUCT
+
+
+def blas_threads():
+    """The BLAS library's current thread count (0 when unknown)."""
+    return fastnn_blas_get_threads()
+
+
+cdef int blas_threads_enter(int n_threads, double largest_product) noexcept:
+    """Bound BLAS's threads for a kernel about to run; returns the count in force."""
+    global _depth, _saved, _changed
+    cdef int want
+    if not _bound:
+        return 0
+    if _depth == 0:
+        _saved = fastnn_blas_get_threads()
+        want = n_threads if largest_product >= BLAS_PARALLEL_PRODUCT else 1
+        if want < 1:
+            want = 1
+        _changed = 0 < want < _saved       # only ever fewer threads than BLAS has
+        if _changed:
+            fastnn_blas_set_threads(want)
+    _depth += 1
+    return fastnn_blas_get_threads()
+
+
+cdef void blas_threads_exit() noexcept:
+    global _depth, _changed
+    if not _bound or _depth == 0:
+        return
+    _depth -= 1
+    if _depth == 0 and _changed:
+        fastnn_blas_set_threads(_saved)
+        _changed = False
+
+
+def run_with_blas_threads(int n_threads, double largest_product, fn):
+    """Call fn() under the policy (for tests and for Python-side callers); returns
+    (the BLAS thread count fn saw, fn's result)."""
+    cdef int seen = blas_threads_enter(n_threads, largest_product)
+    try:
+        return seen, fn()
+    finally:
+        blas_threads_exit()
+
+
+def _set_blas_threads_for_tests(int n):
+    """Set the BLAS library's own thread count directly (tests only)."""
+    fastnn_blas_set_threads(n)
+
+
+def _set_blas_parallel_product(double value):
+    """Change the one-thread threshold (for measuring where it should lie)."""
+    global BLAS_PARALLEL_PRODUCT
+    BLAS_PARALLEL_PRODUCT = value

@@ -21,6 +21,7 @@ from fastnn._kernels.batchnorm cimport (
 from fastnn._kernels.dropout cimport dropout_core
 from fastnn._kernels.linear cimport linear_forward_core, linear_backward_core
 from fastnn._kernels.losses cimport mse_core, bce_with_logits_core
+from fastnn._kernels.parallel cimport blas_threads_enter, blas_threads_exit
 from fastnn._kernels.optimizers cimport (
     add_penalty_gradient_core, penalty_core, sgd_step_core, adam_step_core)
 from fastnn._kernels.softmax cimport cross_entropy_labels_rows, cross_entropy_probs_rows
@@ -140,6 +141,17 @@ cdef void forward_batch(
         inp = out
 
 
+cdef double largest_product(const int32_t[::1] kinds, const int64_t[::1] widths,
+                            Py_ssize_t rows):
+    """Multiply-adds in the largest matrix product of a batch of `rows` rows."""
+    cdef Py_ssize_t l
+    cdef double largest = 0
+    for l in range(kinds.shape[0]):
+        if kinds[l] == LAYER_LINEAR and <double>rows * widths[l] * widths[l + 1] > largest:
+            largest = <double>rows * widths[l] * widths[l + 1]
+    return largest
+
+
 cdef Py_ssize_t bounds_max(const int64_t[::1] bounds) noexcept nogil:
     """The largest batch."""
     cdef Py_ssize_t b, m = 0
@@ -225,15 +237,9 @@ def train_epoch(
     Returns the number of batches completed. A batch whose loss (with penalties) is not
     finite stops the epoch before its update: the caller reports it.
     """
-    cdef Py_ssize_t b, l, lo, n, k, w_in, w_out
-    cdef Py_ssize_t n_layers = kinds.shape[0], n_batches = bounds.shape[0] - 1
+    cdef Py_ssize_t l, k, completed
+    cdef Py_ssize_t n_layers = kinds.shape[0]
     cdef Py_ssize_t n_params = params.shape[0], n_in = X.shape[1], first_param_layer = n_layers
-    cdef floating* g
-    cdef floating* other
-    cdef floating* swap
-    cdef floating* dx
-    cdef floating* inp
-    cdef floating* out
     cdef floating* p = &params[0]
     cdef floating* gr = &grads[0]
     cdef floating* buf = &buffers[0] if buffers.shape[0] else NULL
@@ -244,17 +250,6 @@ def train_epoch(
     cdef const floating* tgt = &targets[0, 0] if targets is not None else NULL
     cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
     cdef const int64_t* perm = &order[0] if order is not None else NULL
-    cdef const floating* xb
-    cdef const int64_t* lb
-    cdef const floating* tb
-    cdef const floating* wb
-    cdef double loss, weight_sum, l2_batch
-    cdef int kind
-    cdef Py_ssize_t i, completed = 0
-    cdef double lr = opt_args[ARG_LR], momentum = opt_args[ARG_MOMENTUM]
-    cdef double dampening = opt_args[ARG_DAMPENING], weight_decay = opt_args[ARG_WEIGHT_DECAY]
-    cdef bint nesterov = opt_args[ARG_NESTEROV] != 0
-    cdef double beta1 = opt_args[ARG_BETA1], beta2 = opt_args[ARG_BETA2], eps = opt_args[ARG_EPS]
 
     for l in range(n_layers):
         if kinds[l] == LAYER_LINEAR or kinds[l] == LAYER_BATCHNORM:
@@ -270,6 +265,53 @@ def train_epoch(
                 (sw != NULL and weight_batch.shape[0] < x_batch.shape[0]):
             raise ValueError("a batch workspace is smaller than x_batch")
 
+    blas_threads_enter(n_threads, largest_product(kinds, widths, bounds_max(bounds)))
+    try:
+        completed = _run_batches(
+            X, perm, lab, tgt, sw, bounds, x_batch, label_batch, target_batch, weight_batch,
+            kinds, widths, param_off, buffer_off, layer_args, seeds, work_off, grad_off,
+            p, gr, buf, ws, s1, s2, row_loss, loss_kind, label_smoothing, loss_scale,
+            grad_scale, n_penalised, l1, l2, l2_per_weight, opt_kind, opt_args, step_count,
+            batch_losses, n_params, n_in, first_param_layer, n_threads)
+    finally:
+        blas_threads_exit()
+    return completed
+
+
+cdef Py_ssize_t _run_batches(
+        const floating[:, ::1] X, const int64_t* perm, const int64_t* lab,
+        const floating* tgt, const floating* sw, const int64_t[::1] bounds,
+        floating[:, ::1] x_batch, int64_t[::1] label_batch, floating[:, ::1] target_batch,
+        floating[::1] weight_batch, const int32_t[::1] kinds, const int64_t[::1] widths,
+        const int64_t[:, ::1] param_off, const int64_t[:, ::1] buffer_off,
+        const double[:, ::1] layer_args, const uint64_t[:, ::1] seeds,
+        const int64_t[:, ::1] work_off, const int64_t[::1] grad_off,
+        floating* p, floating* gr, floating* buf, floating* ws, floating* s1, floating* s2,
+        double[::1] row_loss, int loss_kind, double label_smoothing, double loss_scale,
+        double grad_scale, Py_ssize_t n_penalised, double l1, double l2, double l2_per_weight,
+        int opt_kind, const double[::1] opt_args, int64_t[::1] step_count,
+        double[::1] batch_losses, Py_ssize_t n_params, Py_ssize_t n_in,
+        Py_ssize_t first_param_layer, int n_threads) noexcept:
+    """train_epoch's batches, with the GIL released."""
+    cdef Py_ssize_t b, l, lo, n, k, w_in, w_out, i, completed = 0
+    cdef Py_ssize_t n_layers = kinds.shape[0], n_batches = bounds.shape[0] - 1
+    cdef floating* g
+    cdef floating* other
+    cdef floating* swap
+    cdef floating* dx
+    cdef floating* inp
+    cdef floating* out
+    cdef const floating* xb
+    cdef const int64_t* lb
+    cdef const floating* tb
+    cdef const floating* wb
+    cdef double loss, weight_sum, l2_batch
+    cdef int kind
+    cdef double lr = opt_args[ARG_LR], momentum = opt_args[ARG_MOMENTUM]
+    cdef double dampening = opt_args[ARG_DAMPENING], weight_decay = opt_args[ARG_WEIGHT_DECAY]
+    cdef bint nesterov = opt_args[ARG_NESTEROV] != 0
+    cdef double beta1 = opt_args[ARG_BETA1], beta2 = opt_args[ARG_BETA2], eps = opt_args[ARG_EPS]
+    k = widths[n_layers]
     with nogil:
         for b in range(n_batches):
             lo = bounds[b]
@@ -401,14 +443,18 @@ def predict(const floating[:, ::1] X,          # IN  (n, n_in)
     cdef const uint64_t[:, ::1] no_seeds = np.zeros((1, n_layers), dtype=np.uint64)
     if total == 0:
         return
-    with nogil:
-        lo = 0
-        while lo < total:
-            n = chunk if total - lo > chunk else total - lo
-            forward_batch(&X[lo, 0], n, False, 0, kinds, widths, param_off, buffer_off,
-                          layer_args, no_seeds, work_off, <floating*>&params[0], buf, &work[0],
-                          n_threads)
-            last = &work[0] + work_off[n_layers - 1, WORK_OUT]
-            for i in range(n * k):
-                out[lo + i // k, i % k] = last[i]
-            lo += n
+    blas_threads_enter(n_threads, largest_product(kinds, widths, min(chunk, total)))
+    try:
+        with nogil:
+            lo = 0
+            while lo < total:
+                n = chunk if total - lo > chunk else total - lo
+                forward_batch(&X[lo, 0], n, False, 0, kinds, widths, param_off, buffer_off,
+                              layer_args, no_seeds, work_off, <floating*>&params[0], buf,
+                              &work[0], n_threads)
+                last = &work[0] + work_off[n_layers - 1, WORK_OUT]
+                for i in range(n * k):
+                    out[lo + i // k, i % k] = last[i]
+                lo += n
+    finally:
+        blas_threads_exit()
