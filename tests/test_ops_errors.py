@@ -141,3 +141,21 @@ def test_dropout_p_must_be_a_number(mod, bad):
 def test_batchnorm_eps_must_be_a_number(mod, bad):
     with pytest.raises(TypeError, match="eps"):
         mod.batchnorm_forward(np.ones((2, 3)), np.ones(3), np.zeros(3), bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite(dtype):
+    from fastnn._validation import all_finite
+    big = np.finfo(dtype).max
+    assert all_finite(np.zeros((0, 3), dtype))
+    assert all_finite(np.ones((4, 3), dtype))
+    # finite values whose sum overflows: the exact test decides
+    assert all_finite(np.full((4, 3), big, dtype))
+    for bad in (np.nan, np.inf, -np.inf):
+        a = np.ones((5, 7), dtype)
+        a[3, 2] = bad
+        assert not all_finite(a)
+        assert not all_finite(a[:, ::2].T)       # strided
+    a = np.ones(6, dtype)
+    a[1], a[4] = np.inf, -np.inf                 # they cancel to NaN in the sum
+    assert not all_finite(a)

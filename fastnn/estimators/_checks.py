@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from .._validation import all_finite
 from ._base import DataConversionWarning
 
 
@@ -94,13 +95,13 @@ def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_sample
         raise ValueError(
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
             f"required by {estimator_name}.")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not all_finite(arr):
         what = "NaN" if np.isnan(arr).any() else "infinity or a value too large"
         raise ValueError(
             f"Input {name} contains {what}. {estimator_name} does not accept missing "
             "values or infinities; impute or drop them first.")
     out = np.ascontiguousarray(arr, dtype=target)
-    if out.dtype != arr.dtype and out.dtype.kind == "f" and not np.isfinite(out).all():
+    if out.dtype != arr.dtype and out.dtype.kind == "f" and not all_finite(out):
         # e.g. a float64 value beyond float32's range
         raise ValueError(
             f"Input {name} contains infinity or a value too large for {out.dtype!r}.")

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from fastnn._validation import as_numeric, positive_count
+from fastnn._validation import all_finite, as_numeric, positive_count
 from fastnn.nn import _compiled, _fused
 from fastnn.nn.callbacks import EarlyStopping, History
 from fastnn.nn.layers import BatchNorm1d, Module, resolve_kernels
@@ -236,7 +236,7 @@ class Sequential(Module):
                              f"{self.n_features_in}")
         with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below
             X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
+        if not all_finite(X):
             raise ValueError(f"{name} contains NaN or infinity"
                              f" (values beyond the {self.dtype.name} range count as infinity)")
         return X
