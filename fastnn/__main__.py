@@ -26,11 +26,14 @@ def _info(argv):
     import scipy
 
     import fastnn
-    from fastnn._kernels.parallel import openmp_enabled
+    from fastnn._kernels.parallel import blas_thread_control, blas_threads, openmp_enabled
 
+    blas = (f"scipy's BLAS at {blas_threads()} thread(s), bounded by fastnn's count in its "
+            "kernels" if blas_thread_control() else
+            "scipy's BLAS thread count not found (BLAS keeps its own threads)")
     print(f"fastnn {fastnn.__version__}: numpy {numpy.__version__}, scipy {scipy.__version__}, "
           f"OpenMP {'on' if openmp_enabled() else 'off'}, "
-          f"{fastnn.get_num_threads()} thread(s)")
+          f"{fastnn.get_num_threads()} thread(s); {blas}")
     return 0
 
 
