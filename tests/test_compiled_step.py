@@ -165,3 +165,26 @@ def test_compiled_divergence_keeps_finite_weights():
         model.fit(X * 1e150, y, loss="mse", optimizer="sgd", lr=1e10, epochs=3,
                   compiled=True)
     assert np.isfinite(model._flat_params).all()
+
+
+def test_epoch_runner_rejects_rows_outside_the_data():
+    """The kernel gathers rows by index: an index outside X, or batches reaching past it,
+    raise instead of reading other memory, and the weights stay as they were."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    model = Sequential(Linear(6, 5), ReLU(), Linear(5, 3), seed=0)
+    model.fit(X, y, epochs=1, batch_size=8)          # binds the flat buffers
+    opt = fastnn.optim.Adam(model.parameters())
+    runner = _compiled.EpochRunner(model, _compiled.plan_for(model), fastnn.CrossEntropyLoss(),
+                                   opt, 0.0, 0.0, 8)
+    before = model._flat_params.copy()
+    bounds = np.arange(0, 41, 8)
+    for order in (np.r_[np.arange(39), 40], np.r_[np.arange(39), -1]):
+        with pytest.raises(ValueError, match="row index"):
+            runner.run_epoch(X, y, bounds, order)
+    with pytest.raises(ValueError, match="past the samples"):
+        runner.run_epoch(X, y, np.r_[bounds, 48])
+    np.testing.assert_array_equal(model._flat_params, before)
+    completed, _ = runner.run_epoch(X, y, bounds, rng.permutation(40))
+    assert completed == 5

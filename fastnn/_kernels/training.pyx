@@ -161,6 +161,14 @@ cdef Py_ssize_t bounds_max(const int64_t[::1] bounds) noexcept nogil:
     return m
 
 
+cdef bint rows_in_range(const int64_t[::1] rows, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(rows.shape[0]):
+        if rows[i] < 0 or rows[i] >= n:
+            return False
+    return True
+
+
 cdef void gather_rows(const floating* src, const int64_t* rows, Py_ssize_t n, Py_ssize_t d,
                       floating* dst) noexcept nogil:
     cdef Py_ssize_t i
@@ -256,7 +264,12 @@ def train_epoch(
             first_param_layer = l
             break
     k = widths[n_layers]
+    if bounds.shape[0] < 1 or bounds[bounds.shape[0] - 1] > X.shape[0] or \
+            (perm != NULL and order.shape[0] < bounds[bounds.shape[0] - 1]):
+        raise ValueError("the batches reach past the samples")
     if perm != NULL:
+        if not rows_in_range(order, X.shape[0]):
+            raise ValueError("order holds a row index outside [0, n)")
         if x_batch.shape[0] < bounds_max(bounds) or x_batch.shape[1] != n_in:
             raise ValueError("x_batch is smaller than a batch")
         if (lab != NULL and label_batch.shape[0] < x_batch.shape[0]) or \
