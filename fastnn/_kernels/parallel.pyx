@@ -19,10 +19,11 @@ cdef extern from "fastnn_blas_threads.h":
     void fastnn_blas_set_threads(int n) nogil
 
 # Below this many multiply-adds in its largest product, a kernel keeps BLAS on one
-# thread. Measured on 2 cores: a forward and backward product of 32x256x128 (1M) runs in
-# 0.77x the one-thread time on two, but the digits MLP (200x64x100, 1.3M) gains nothing
-# from the second thread in the product itself and its epochs ran 1.04-1.38 ms on one
-# BLAS thread against 1.38-1.46 ms on two.
+# thread. Measured on 2 cores, products alone disagree by shape: forward and backward
+# of 32x256x128 (1.0M) take 0.77x the one-thread time on two threads, those of
+# 200x64x100 (1.3M) 0.95x. What decided is whole epochs, where the second BLAS thread
+# also spins beside the rest of the step: the digits MLP (largest product 1.3M) ran
+# 1.04-1.38 ms per epoch on one BLAS thread against 1.38-1.46 ms on two.
 cdef double BLAS_PARALLEL_PRODUCT = 2e6
 
 cdef bint _bound = fastnn_blas_bind(_cython_blas.__file__.encode()) != 0
