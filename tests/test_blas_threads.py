@@ -15,18 +15,9 @@ pytestmark = pytest.mark.skipif(not parallel.blas_thread_control(),
 def blas_two_threads():
     """scipy's BLAS at 2 threads for the test (as on a 2-core machine), then as before."""
     before = parallel.blas_threads()
-    _set = _setter()
-    _set(2)
+    parallel._set_blas_threads_for_tests(2)
     yield
-    _set(before)
-
-
-def _setter():
-    """Set the count from outside the policy: a large product under the policy leaves it
-    where it is, so enter the policy with an explicit count instead."""
-    def set_count(n):
-        parallel._set_blas_threads_for_tests(n)
-    return set_count
+    parallel._set_blas_threads_for_tests(before)
 
 
 def test_small_products_run_on_one_blas_thread(blas_two_threads):
