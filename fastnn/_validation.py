@@ -53,13 +53,23 @@ def check_same_shape(a, b, name_a, name_b):
                          f"got {a.shape} and {b.shape}")
 
 
+#: from this many elements all_finite sums instead of testing each element
+SUM_CHECK_SIZE = 1 << 20
+
+
 def all_finite(a):
-    """Whether every element of a float array is finite. A NaN or an infinity makes the
-    sum non-finite, so one summing pass (no temporary, about half the time of
-    isfinite(a).all() on a large array) settles the usual case; the exact test runs only
-    when the sum is not finite, which finite values can also give by overflowing."""
+    """Whether every element of a float array is finite.
+
+    Up to about a million elements the exact test is fastest (2.8 against 5.5 us for one
+    row of 784, 38 against 71 us for 256 rows). On a large array its boolean temporary
+    no longer stays in cache: there a NaN or an infinity makes the sum non-finite, so
+    one summing pass settles the usual case (26 against 33 ms on 60k x 784), and the
+    exact test runs only when the sum is not finite, which finite values can also give
+    by overflowing."""
+    if a.size < SUM_CHECK_SIZE:
+        return bool(np.isfinite(a).all())
     with np.errstate(over="ignore", invalid="ignore"):
-        if a.size == 0 or np.isfinite(np.add.reduce(a, axis=None)):
+        if np.isfinite(np.add.reduce(a, axis=None)):
             return True
     return bool(np.isfinite(a).all())
 

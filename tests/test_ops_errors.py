@@ -144,18 +144,20 @@ def test_batchnorm_eps_must_be_a_number(mod, bad):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_all_finite(dtype):
-    from fastnn._validation import all_finite
+@pytest.mark.parametrize("large", [False, True], ids=["exact-test", "sum-first"])
+def test_all_finite(dtype, large):
+    from fastnn._validation import SUM_CHECK_SIZE, all_finite
+    rows = SUM_CHECK_SIZE // 7 + 1 if large else 5     # either side of the switch
     big = np.finfo(dtype).max
     assert all_finite(np.zeros((0, 3), dtype))
-    assert all_finite(np.ones((4, 3), dtype))
+    assert all_finite(np.ones((rows, 7), dtype))
     # finite values whose sum overflows: the exact test decides
-    assert all_finite(np.full((4, 3), big, dtype))
+    assert all_finite(np.full((rows, 7), big, dtype))
     for bad in (np.nan, np.inf, -np.inf):
-        a = np.ones((5, 7), dtype)
+        a = np.ones((rows, 7), dtype)
         a[3, 2] = bad
         assert not all_finite(a)
         assert not all_finite(a[:, ::2].T)       # strided
-    a = np.ones(6, dtype)
+    a = np.ones(rows * 7, dtype)
     a[1], a[4] = np.inf, -np.inf                 # they cancel to NaN in the sum
     assert not all_finite(a)
