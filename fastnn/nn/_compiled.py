@@ -58,6 +58,10 @@ class Plan:
         self.param_off = np.array(param_off, dtype=np.int64).reshape(-1, 2)
         self.buffer_off = np.array(buffer_off, dtype=np.int64).reshape(-1, 2)
         self.layer_args = np.array(args, dtype=np.float64).reshape(-1, 2)
+        self.n_outputs = widths[-1]
+        self.predictor = _kernel.Predictor(self.kinds, self.widths, self.param_off,
+                                           self.buffer_off, self.layer_args,
+                                           model._flat_params, model._flat_buffers)
         self._layouts = {}
 
     def workspace(self, max_batch, training, dtype):
@@ -93,10 +97,8 @@ def predict(model, plan, X):
     """Eval-mode output of the model for C-contiguous X of the model's dtype."""
     chunk = min(PREDICT_CHUNK, X.shape[0])
     work_off, _grad_off, work = plan.workspace(chunk, False, model.dtype)
-    out = np.empty((X.shape[0], int(plan.widths[-1])), dtype=model.dtype)
-    _kernel.predict(X, plan.kinds, plan.widths, plan.param_off, plan.buffer_off,
-                    plan.layer_args, work_off, model._flat_params, model._flat_buffers,
-                    work, out, chunk, get_num_threads())
+    out = np.empty((X.shape[0], plan.n_outputs), dtype=model.dtype)
+    plan.predictor.predict(X, work_off, work, out, chunk, get_num_threads())
     return out
 
 

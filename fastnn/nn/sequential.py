@@ -17,6 +17,7 @@ Non-trainable state (batch-norm running statistics) lives in a third flat array,
 """
 import math
 import numbers
+import operator
 import time
 
 import numpy as np
@@ -29,6 +30,8 @@ from fastnn.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, get_loss
 from fastnn.optim import check_optimizer_name, get_optimizer
 
 __all__ = ["Sequential", "TrainingDivergedError"]
+
+_KERNELS_OF = operator.attrgetter("_kernels")
 
 
 class TrainingDivergedError(ValueError, FloatingPointError):
@@ -234,22 +237,26 @@ class Sequential(Module):
         if self.n_features_in is not None and X.shape[1] != self.n_features_in:
             raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
                              f"{self.n_features_in}")
-        with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below
-            X = np.ascontiguousarray(X, dtype=self.dtype)
+        if X.dtype != self.dtype or not X.flags.c_contiguous:
+            with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below
+                X = np.ascontiguousarray(X, dtype=self.dtype)
         if not all_finite(X):
             raise ValueError(f"{name} contains NaN or infinity"
                              f" (values beyond the {self.dtype.name} range count as infinity)")
         return X
 
     def _predict_plan(self):
-        """The compiled eval-mode plan, cached while the layers' kernels and settings stay."""
-        key = (self._kernels, tuple((id(layer), layer._kernels, getattr(layer, "eps", None),
-                                     getattr(layer, "p", None)) for layer in self.layers))
+        """The compiled eval-mode plan, cached while the layers, their kernels, the
+        batch-norm eps and the flat arrays stay (in eval mode dropout is the identity,
+        whatever its p). Built with C-level calls: a one-row predict is a few microseconds."""
+        layers = self.layers
+        key = (self._kernels, *layers, *map(_KERNELS_OF, layers),
+               *[layer.eps for layer in layers if type(layer) is BatchNorm1d])
         cached = self.__dict__.get("_plan_cache")
-        if cached is None or cached[0] != key or cached[1] is not None \
-                and cached[2] is not self._flat_params:
+        if cached is None or cached[0] != key or cached[1] is not None and (
+                cached[2] is not self._flat_params or cached[3] is not self._flat_buffers):
             plan = _compiled.plan_for(self)
-            cached = self._plan_cache = (key, plan, self._flat_params)
+            cached = self._plan_cache = (key, plan, self._flat_params, self._flat_buffers)
         return cached[1]
 
     def _predict(self, X, batch_size):
