@@ -9,7 +9,8 @@ a contender that is missing or fails shows ``n/a`` with the reason and the run g
 Method, in short: every contender gets the same thread count (``--threads``, default all
 cores: ``torch.set_num_threads``, ``fastnn.set_num_threads`` and threadpoolctl for BLAS and
 OpenMP); each one is warmed up, then the repetitions are interleaved across contenders
-(the order rotates every repetition) and the table gives the median, the min-max spread,
+(the order rotates every repetition, with a pause before each timed run so that the
+previous contender's idle threads are asleep) and the table gives the median, the min-max spread,
 the ratio to fastnn (contender time / fastnn time: above 1 means fastnn is faster), the
 ratio to the GEMM floor and the test accuracy each training run reached.
 """
@@ -38,6 +39,14 @@ LR = 1e-3
 BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 BN_EPS = 1e-5
+# Seconds of pause before each timed run. Each library keeps its own pool of threads
+# (fastnn calls scipy's OpenBLAS, the NumPy contenders NumPy's, PyTorch its OpenMP
+# threads), and an OpenBLAS pool spins for about 2^28 cycles (0.1 s at 2 GHz) after its
+# last call before it sleeps. Without the pause each contender shared the second core
+# with the previous one's spinning threads: a 256-row predict took 1.6-2.0 ms after
+# another contender and 0.66-0.81 ms after itself, and the GEMM floor 1.6-1.8 against
+# 0.56-0.57 ms. In a program using one library, nothing else spins.
+SETTLE_SECONDS = 0.25
 BN_MOMENTUM = 0.1
 SEED = 0
 
@@ -76,18 +85,21 @@ class Sizes:
             self.digits_epochs, self.fit_epochs, self.fit_reps = 200, 2, 3
             self.predict_budget = 0.15     # seconds of calls per repetition
             self.workload_budget = 60.0
+            self.settle = SETTLE_SECONDS
         elif mode == "quick":
             self.n_train, self.n_test, self.reps, self.min_reps = 4_000, 1_000, 3, 2
             self.n_warmup = 500
             self.digits_epochs, self.fit_epochs, self.fit_reps = 10, 1, 2
             self.predict_budget = 0.03
             self.workload_budget = 4.0
+            self.settle = SETTLE_SECONDS
         elif mode == "tiny":
             self.n_train, self.n_test, self.reps, self.min_reps = 512, 256, 2, 2
             self.n_warmup = 128
             self.digits_epochs, self.fit_epochs, self.fit_reps = 2, 1, 2
             self.predict_budget = 0.002
             self.workload_budget = math.inf
+            self.settle = 0.0
         else:
             raise ValueError(f"unknown size mode {mode!r}")
         if samples is not None:
@@ -1137,6 +1149,7 @@ def run_workload(name, ctx, contender_filter=None, log=None):
                 if res.trial is None:
                     continue
                 gc.collect()
+                time.sleep(ctx.sizes.settle)
                 t0 = time.perf_counter()
                 attempt(res, trial.run)
                 elapsed = time.perf_counter() - t0

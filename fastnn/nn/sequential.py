@@ -262,7 +262,7 @@ class Sequential(Module):
     def _predict(self, X, batch_size):
         plan = self._predict_plan()
         if plan is not None:
-            return _compiled.predict(self, plan, X)
+            return plan.predict(X)
         if batch_size is None or batch_size >= X.shape[0]:
             out = X
             for layer in self.layers:
