@@ -93,16 +93,25 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
                                 double eps, double weight_decay, bint decoupled, long step,
                                 Py_ssize_t n, int n_threads) noexcept nogil:
     """torch.optim.Adam (weight decay added to the gradient) or AdamW (decoupled:
-    p *= 1 - lr * wd), with bias correction; step counts from 1."""
+    p *= 1 - lr * wd), with bias correction; step counts from 1.
+
+    PyTorch divides twice per element: p -= lr / c1 * m / (sqrt(v) / sqrt(c2) + eps).
+    Here sqrt(c2) multiplies lr / c1 and eps once per step instead, which is the same
+    update (Kingma and Ba's own form of it) and equal to rounding: each element then
+    costs one square root and one division. Those two units are what bounds this loop
+    (the loads and stores are cheaper), so the step is about a quarter faster (float32
+    batch-32 epoch: 0.37-0.57 against 0.56-0.76 s of optimizer steps; float64 batch
+    128: 0.25-0.28 against 0.37-0.41 s)."""
     cdef Py_ssize_t i
     cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
     cdef double bias_correction1 = 1 - beta1 ** step
+    cdef double bias_correction2_sqrt = sqrt(1 - beta2 ** step)
     # In the parameters' dtype throughout, as PyTorch computes: float32 stays float32,
     # and the loop vectorises.
-    cdef floating bias_correction2_sqrt = <floating>sqrt(1 - beta2 ** step)
-    cdef floating step_size = <floating>(lr / bias_correction1)
+    cdef floating step_size = <floating>(lr / bias_correction1 * bias_correction2_sqrt)
+    cdef floating epsilon = <floating>(eps * bias_correction2_sqrt)
     cdef floating decay = <floating>(1 - lr * weight_decay)
-    cdef floating wd = <floating>weight_decay, epsilon = <floating>eps
+    cdef floating wd = <floating>weight_decay
     cdef floating b1 = <floating>beta1, b2 = <floating>beta2
     cdef floating one_minus_b1 = <floating>(1 - beta1), one_minus_b2 = <floating>(1 - beta2)
     cdef floating g, m, v, denom
@@ -117,7 +126,7 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
         exp_avg[i] = m
         exp_avg_sq[i] = v
         if floating is float:
-            denom = sqrtf(v) / bias_correction2_sqrt + epsilon
+            denom = sqrtf(v) + epsilon
         else:
-            denom = sqrt(v) / bias_correction2_sqrt + epsilon
+            denom = sqrt(v) + epsilon
         param[i] = param[i] - step_size * (m / denom)
