@@ -92,7 +92,7 @@ class Sizes:
             self.digits_epochs, self.fit_epochs, self.fit_reps = 10, 1, 2
             self.predict_budget = 0.03
             self.workload_budget = 4.0
-            self.settle = SETTLE_SECONDS
+            self.settle = 0.1          # most of the spin, and the run stays under a minute
         elif mode == "tiny":
             self.n_train, self.n_test, self.reps, self.min_reps = 512, 256, 2, 2
             self.n_warmup = 128
