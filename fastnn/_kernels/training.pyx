@@ -479,7 +479,7 @@ cdef class Predictor:
                 floating[:, ::1] out,                # OUT (n, widths[-1])
                 Py_ssize_t chunk, int n_threads):
         """Eval-mode forward pass, chunk rows at a time through a workspace sized for chunk."""
-        cdef Py_ssize_t lo, n, i, total = X.shape[0], n_layers = self.kinds.shape[0]
+        cdef Py_ssize_t lo, n, total = X.shape[0], n_layers = self.kinds.shape[0]
         cdef Py_ssize_t k = self.widths[n_layers]
         cdef floating* params
         cdef floating* buf = NULL
