@@ -10,9 +10,9 @@ Method, in short: every contender gets the same thread count (``--threads``, def
 cores: ``torch.set_num_threads``, ``fastnn.set_num_threads`` and threadpoolctl for BLAS and
 OpenMP); each one is warmed up, then the repetitions are interleaved across contenders
 (the order rotates every repetition, with a pause before each timed run so that the
-previous contender's idle threads are asleep) and the table gives the median, the min-max spread,
-the ratio to fastnn (contender time / fastnn time: above 1 means fastnn is faster), the
-ratio to the GEMM floor and the test accuracy each training run reached.
+previous contender's idle threads are asleep) and the table gives the median, the
+min-max spread, the ratio to fastnn (contender time / fastnn time: above 1 means fastnn
+is faster), the ratio to the GEMM floor and the test accuracy each training run reached.
 """
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ LR = 1e-3
 BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+SEED = 0
+
 # Seconds of pause before each timed run. Each library keeps its own pool of threads
 # (fastnn calls scipy's OpenBLAS, the NumPy contenders NumPy's, PyTorch its OpenMP
 # threads), and an OpenBLAS pool spins for about 2^28 cycles (0.1 s at 2 GHz) after its
@@ -47,8 +50,6 @@ BN_EPS = 1e-5
 # another contender and 0.66-0.81 ms after itself, and the GEMM floor 1.6-1.8 against
 # 0.56-0.57 ms. In a program using one library, nothing else spins.
 SETTLE_SECONDS = 0.25
-BN_MOMENTUM = 0.1
-SEED = 0
 
 FASTNN = "fastnn"
 REFERENCE = "fastnn.reference"

@@ -96,8 +96,9 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
     p *= 1 - lr * wd), with bias correction; step counts from 1.
 
     PyTorch divides twice per element: p -= lr / c1 * m / (sqrt(v) / sqrt(c2) + eps).
-    Here sqrt(c2) multiplies lr / c1 and eps once per step instead, which is the same
-    update (Kingma and Ba's own form of it) and equal to rounding: each element then
+    Here sqrt(c2) multiplies lr / c1 and eps once per step instead (the reordering
+    Kingma and Ba suggest, with eps scaled to keep PyTorch's update), which is the same
+    update to rounding: each element then
     costs one square root and one division. Those two units are what bounds this loop
     (the loads and stores are cheaper), so the step is about a quarter faster (float32
     batch-32 epoch: 0.37-0.57 against 0.56-0.76 s of optimizer steps; float64 batch
