@@ -24,7 +24,8 @@ def _data(n, n_in, k, dtype, task, seed=0):
     return X, y
 
 
-def _model(dtype, n_in, k, seed=7, kinds=("bn", "relu", "dropout", "tanh", "sigmoid")):
+def _model(dtype, n_in, k, seed=7, kinds=("bn", "relu", "dropout", "tanh", "sigmoid"),
+           kernels=None):
     layers = [Linear(n_in, 12)]
     if "bn" in kinds:
         layers.append(BatchNorm1d(12))
@@ -32,7 +33,7 @@ def _model(dtype, n_in, k, seed=7, kinds=("bn", "relu", "dropout", "tanh", "sigm
     if "dropout" in kinds:
         layers.append(Dropout(0.25))
     layers += [Linear(12, 9), Tanh(), Linear(9, 6), Sigmoid(), Linear(6, k)]
-    return Sequential(*layers, dtype=dtype, seed=seed)
+    return Sequential(*layers, dtype=dtype, seed=seed, kernels=kernels)
 
 
 def _fit_both(make, X, y, **fit_kwargs):
@@ -160,6 +161,42 @@ def test_predictor_rejects_an_input_of_another_dtype():
     with pytest.raises(TypeError, match="float32"):
         plan.predictor.predict(X, work_off, work, out, 5, 1)
     assert not out.any()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernels", [None, "reference"])
+def test_predict_rejects_nan_and_infinity_in_any_chunk(dtype, kernels):
+    # 600 rows: three chunks of the compiled plan, which checks each one in the kernel;
+    # the reference kernels take the per-layer path, checked by NumPy
+    model = _model(dtype, 8, 4, kernels=kernels)
+    assert (model._predict_plan() is None) == (kernels is not None)
+    X = _data(600, 8, 4, dtype, "labels")[0]
+    expected = model.predict(X)
+    for row, col in [(0, 0), (255, 7), (256, 0), (599, 7)]:
+        for bad in (np.nan, np.inf, -np.inf):
+            X_bad = X.copy()
+            X_bad[row, col] = bad
+            with pytest.raises(ValueError, match="X contains NaN or infinity"):
+                model.predict(X_bad)
+    np.testing.assert_array_equal(model.predict(X), expected)
+    if dtype == "float32":     # finite float64 beyond float32's range becomes infinity
+        with pytest.raises(ValueError, match="beyond the float32 range"):
+            model.predict(np.where(np.arange(8) == 3, 1e300, X.astype(np.float64)))
+
+
+def test_predictor_reports_the_first_chunk_with_nan_and_stops_there():
+    model = _model("float64", 8, 4)
+    X = _data(10, 8, 4, "float64", "labels")[0]
+    model.predict(X)
+    plan = model._predict_plan()
+    work_off, _, work = plan.workspace(4, False, np.float64)
+    out = np.zeros((10, 4))
+    assert plan.predictor.predict(X, work_off, work, out, 4, 1) is True
+    np.testing.assert_array_equal(out, model.predict(X))
+    X[5, 2] = np.nan
+    out[:] = 0
+    assert plan.predictor.predict(X, work_off, work, out, 4, 1) is False
+    assert out[:4].any() and not out[4:].any()     # chunk 0 done, chunk 1 (rows 4-7) not
 
 
 class Doubler(Module):

@@ -86,7 +86,8 @@ class Plan:
         return work_off, grad_off, np.empty(size, dtype=dtype)
 
     def predict(self, X):
-        """Eval-mode output for C-contiguous X of the model's dtype."""
+        """Eval-mode output for C-contiguous X of the model's dtype, or None when X holds
+        NaN or infinity."""
         chunk = min(PREDICT_CHUNK, X.shape[0])
         work_off = self.layout(chunk, False)[0]
         try:
@@ -94,9 +95,9 @@ class Plan:
         except IndexError:
             work = np.empty(self.layout(PREDICT_CHUNK, False)[2], dtype=self.dtype)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        self.predictor.predict(X, work_off, work, out, chunk, get_num_threads())
+        finite = self.predictor.predict(X, work_off, work, out, chunk, get_num_threads())
         self._spare_workspaces.append(work)
-        return out
+        return out if finite else None
 
 
 def plan_for(model):

@@ -227,7 +227,9 @@ class Sequential(Module):
         return x
 
     # -- predict ----------------------------------------------------------------------------
-    def _check_X(self, X, name="X"):
+    def _check_X(self, X, name="X", finite=True):
+        """X as the model's dtype, C-contiguous, of the right width; finite=False leaves
+        NaN and infinity to _predict, whose compiled plan checks each chunk in cache."""
         X = as_numeric(X, name)
         if X.ndim != 2:
             raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), "
@@ -240,10 +242,13 @@ class Sequential(Module):
         if X.dtype != self.dtype or not X.flags.c_contiguous:
             with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below
                 X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not all_finite(X):
-            raise ValueError(f"{name} contains NaN or infinity"
-                             f" (values beyond the {self.dtype.name} range count as infinity)")
+        if finite and not all_finite(X):
+            raise self._not_finite(name)
         return X
+
+    def _not_finite(self, name):
+        return ValueError(f"{name} contains NaN or infinity"
+                          f" (values beyond the {self.dtype.name} range count as infinity)")
 
     def _predict_plan(self):
         """The compiled eval-mode plan, cached while the layers, their kernels, the
@@ -262,7 +267,12 @@ class Sequential(Module):
     def _predict(self, X, batch_size):
         plan = self._predict_plan()
         if plan is not None:
-            return plan.predict(X)
+            out = plan.predict(X)
+            if out is None:
+                raise self._not_finite("X")
+            return out
+        if not all_finite(X):
+            raise self._not_finite("X")
         if batch_size is None or batch_size >= X.shape[0]:
             out = X
             for layer in self.layers:
@@ -282,7 +292,7 @@ class Sequential(Module):
 
         Stateless: the model's mode is not changed, and threads may share the model.
         """
-        X = self._check_X(X)
+        X = self._check_X(X, finite=False)
         if batch_size is not None:
             batch_size = positive_count(batch_size, "batch_size")
         return self._predict(X, batch_size)
