@@ -58,6 +58,7 @@ TORCH = "PyTorch"
 SKLEARN = "scikit-learn"
 NUMPY = "NumPy"
 FLOOR = "GEMM floor"
+SCIPY_FLOOR = "GEMM floor, scipy's BLAS"
 
 COLUMNS = ("workload", "contender", "median", "min-max", "time / fastnn",
            "time / GEMM floor", "accuracy", "note")
@@ -821,10 +822,13 @@ class FloorTrain(Trial):
 
     Forward x@W1, h1@W2, h2@W3; backward dW3 = h2.T@d3, d2 = d3@W3.T, dW2 = h1.T@d2,
     d1 = d2@W2.T, dW1 = x.T@d1 (no input gradient). Batches are contiguous slices of X.
+    With scipy_blas=True the same products go to scipy's BLAS, the library fastnn's
+    kernels call, which need not be NumPy's (another build or version of OpenBLAS).
     """
 
-    def __init__(self, spec, ctx, threads=None):
+    def __init__(self, spec, ctx, threads=None, scipy_blas=False):
         self.spec, self.ctx, self.threads = spec, ctx, threads
+        self.mm = _scipy_matmul(spec["dtype"]) if scipy_blas else np.matmul
         self.X = ctx.problem.arrays(spec["dtype"])[0]
         sizes = spec.get("sizes", ARCH)
         if len(sizes) != 4:
@@ -845,7 +849,7 @@ class FloorTrain(Trial):
         dW1, dW2, dW3 = self.dW
         H1, H2, H3 = self.h
         D1, D2 = self.dh
-        mm = np.matmul
+        mm = self.mm
         for start in range(0, n, batch):
             x = X[start:start + batch]
             m = x.shape[0]
@@ -858,6 +862,29 @@ class FloorTrain(Trial):
             mm(h1.T, d2, out=dW2)
             mm(d2, W2.T, out=d1)
             mm(x.T, d1, out=dW1)
+
+
+def _scipy_matmul(dtype):
+    """matmul(a, b, out=c) for 2-D operands, through scipy.linalg.blas.
+
+    A row-major array's transpose is a Fortran-order view of the same memory, so
+    c = a @ b is computed as c.T = b.T @ a.T, written in place into c.T."""
+    try:
+        from scipy.linalg import blas
+    except ImportError as exc:
+        raise Unavailable(f"scipy is not installed ({exc})") from None
+    gemm = blas.sgemm if np.dtype(dtype) == np.float32 else blas.dgemm
+
+    def fortran_view(m):
+        # m or m.T is C-contiguous: a view of it as a Fortran-order matrix, and whether
+        # BLAS must transpose that view to get m.T
+        return (m.T, False) if m.flags.c_contiguous else (m, True)
+
+    def matmul(a, b, out):
+        bt, trans_b = fortran_view(b)
+        at, trans_a = fortran_view(a)
+        gemm(1.0, bt, at, trans_a=trans_b, trans_b=trans_a, c=out.T, overwrite_c=True)
+    return matmul
 
 
 class FloorPredict(Trial):
@@ -936,6 +963,7 @@ def _train_contenders(per_layer=False):
         (SKLEARN, SklearnTrain),
         (NUMPY, NumpyTrain),
         (FLOOR, lambda s, ctx: FloorTrain(s, ctx)),
+        (SCIPY_FLOOR, lambda s, ctx: FloorTrain(s, ctx, scipy_blas=True)),
     ]
 
 

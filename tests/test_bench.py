@@ -10,7 +10,8 @@ import pytest
 
 from fastnn import bench
 
-TRAIN = ["fastnn", "fastnn.reference", "PyTorch", "scikit-learn", "NumPy", "GEMM floor"]
+PREDICT = ["fastnn", "fastnn.reference", "PyTorch", "scikit-learn", "NumPy", "GEMM floor"]
+TRAIN = PREDICT + ["GEMM floor, scipy's BLAS"]
 
 
 def _rows(text):
@@ -44,7 +45,7 @@ def test_table_has_every_row_and_column(tiny_run):
     assert all(len(r) == len(bench.COLUMNS) for r in rows)
     got = [(r[0], r[1]) for r in rows]
     expected = ([("mlp-b128", c) for c in TRAIN] + [("mlp-bn-b128", c) for c in TRAIN]
-                + [("predict-1", c) for c in TRAIN]
+                + [("predict-1", c) for c in PREDICT]
                 + [("digits-epoch", "fastnn"), ("digits-epoch", "scikit-learn")])
     assert got == expected
 
@@ -63,6 +64,8 @@ def test_rows_are_timed_or_explained(tiny_run):
         assert by[(wl, "NumPy")][2] != "n/a"
         assert by[(wl, "GEMM floor")][2] != "n/a"
         assert by[(wl, "GEMM floor")][5] == "1.00x"
+    for wl in ("mlp-b128", "mlp-bn-b128"):     # scipy is a dependency of fastnn
+        assert by[(wl, "GEMM floor, scipy's BLAS")][2] != "n/a"
 
 
 def test_json_output(tiny_run):
@@ -71,7 +74,7 @@ def test_json_output(tiny_run):
     assert report["machine"]["threads"] == 1
     assert report["sizes"]["mode"] == "tiny"
     results = report["results"]
-    assert len(results) == 3 * len(TRAIN) + 2
+    assert len(results) == 2 * len(TRAIN) + len(PREDICT) + 2
     for r in results:
         assert r["status"] in ("ok", "n/a")
         if r["status"] == "ok":
@@ -175,9 +178,10 @@ def test_numpy_contender_matches_pytorch(batch_norm):
                                        rtol=1e-9, atol=1e-9)
 
 
-def test_gemm_floor_does_the_eight_products():
+@pytest.mark.parametrize("scipy_blas", [False, True])
+def test_gemm_floor_does_the_eight_products(scipy_blas):
     ctx = bench.Context(bench.Sizes("tiny"), threads=1)
-    trial = bench.FloorTrain(bench._train_spec(128), ctx)
+    trial = bench.FloorTrain(bench._train_spec(128), ctx, scipy_blas=scipy_blas)
     trial.prepare()
     trial.run()
     X = ctx.problem.X.astype(np.float64)
