@@ -5,8 +5,11 @@ Everything is checked before anything is written, so a failed call changes nothi
 import math
 import numbers
 import operator
+import threading
 
 import numpy as np
+
+from fastnn._config import get_num_threads
 
 
 def as_numeric(a, name):
@@ -68,10 +71,34 @@ def all_finite(a):
     by overflowing."""
     if a.size < SUM_CHECK_SIZE:
         return bool(np.isfinite(a).all())
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.add.reduce(a, axis=None)):
-            return True
+    if np.isfinite(_split_sum(a)):
+        return True
     return bool(np.isfinite(a).all())
+
+
+def _split_sum(a):
+    """The sum of a, as the sum of the sums of slices along its first axis, one per
+    thread (fastnn.set_num_threads): NumPy releases the GIL in each, and one core does
+    not take all the memory bandwidth (60k x 784 float32: 11.5 against 22 ms on 2
+    threads). Threads are started per call: a few tens of microseconds against
+    milliseconds of summing, and nothing to go stale across fork()."""
+    n_parts = min(get_num_threads(), a.shape[0])
+    bounds = np.linspace(0, a.shape[0], n_parts + 1).astype(np.intp)
+    sums = [None] * n_parts
+
+    def add_part(i):
+        with np.errstate(over="ignore", invalid="ignore"):   # per thread in NumPy 2
+            sums[i] = np.add.reduce(a[bounds[i]:bounds[i + 1]], axis=None)
+
+    helpers = [threading.Thread(target=add_part, args=(i,)) for i in range(1, n_parts)]
+    for helper in helpers:
+        helper.start()
+    add_part(0)
+    for helper in helpers:
+        helper.join()
+    with np.errstate(over="ignore", invalid="ignore"):
+        # a part that failed to sum leaves None: the exact test then decides
+        return sum(sums) if all(part is not None for part in sums) else np.nan
 
 
 def check_finite(a, name):

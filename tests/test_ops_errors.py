@@ -145,19 +145,27 @@ def test_batchnorm_eps_must_be_a_number(mod, bad):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("large", [False, True], ids=["exact-test", "sum-first"])
-def test_all_finite(dtype, large):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_all_finite(dtype, large, threads):
+    import fastnn
     from fastnn._validation import SUM_CHECK_SIZE, all_finite
     rows = SUM_CHECK_SIZE // 7 + 1 if large else 5     # either side of the switch
     big = np.finfo(dtype).max
-    assert all_finite(np.zeros((0, 3), dtype))
-    assert all_finite(np.ones((rows, 7), dtype))
-    # finite values whose sum overflows: the exact test decides
-    assert all_finite(np.full((rows, 7), big, dtype))
-    for bad in (np.nan, np.inf, -np.inf):
-        a = np.ones((rows, 7), dtype)
-        a[3, 2] = bad
+    before = fastnn.get_num_threads()
+    fastnn.set_num_threads(threads)      # the sum is split in as many slices
+    try:
+        assert all_finite(np.zeros((0, 3), dtype))
+        assert all_finite(np.ones((rows, 7), dtype))
+        # finite values whose sum overflows: the exact test decides
+        assert all_finite(np.full((rows, 7), big, dtype))
+        for bad in (np.nan, np.inf, -np.inf):
+            for row, col in [(3, 2), (rows - 1, 6)]:        # first and last slice
+                a = np.ones((rows, 7), dtype)
+                a[row, col] = bad
+                assert not all_finite(a)
+                assert not all_finite(a[:, ::2].T)       # strided
+        a = np.ones(rows * 7, dtype)
+        a[1], a[-1] = np.inf, -np.inf                # they cancel to NaN in the sum
         assert not all_finite(a)
-        assert not all_finite(a[:, ::2].T)       # strided
-    a = np.ones(rows * 7, dtype)
-    a[1], a[4] = np.inf, -np.inf                 # they cancel to NaN in the sum
-    assert not all_finite(a)
+    finally:
+        fastnn.set_num_threads(before)
