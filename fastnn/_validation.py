@@ -58,6 +58,8 @@ def check_same_shape(a, b, name_a, name_b):
 
 #: from this many elements all_finite sums instead of testing each element
 SUM_CHECK_SIZE = 1 << 20
+#: the smallest slice worth a thread of its own in that sum (a fraction of a millisecond)
+SUM_SLICE_SIZE = 1 << 18
 
 
 def all_finite(a):
@@ -83,7 +85,7 @@ def _split_sum(a):
     not take all the memory bandwidth (all_finite on 60k x 784 float32: 13.5-14.0 against
     23.3-26.3 ms, 2 threads against 1). Threads are started per call: a few tens of
     microseconds against milliseconds of summing, and nothing to go stale across fork()."""
-    n_parts = min(get_num_threads(), a.shape[0])
+    n_parts = max(1, min(get_num_threads(), a.shape[0], a.size // SUM_SLICE_SIZE))
     bounds = np.linspace(0, a.shape[0], n_parts + 1).astype(np.intp)
     sums = [None] * n_parts
 
