@@ -126,12 +126,6 @@ def test_compiled_predict_matches_layer_by_layer():
     np.testing.assert_array_equal(model.predict(X[:1]), by_layer[:1])
 
 
-def _infer_by_layer(model, X):
-    for layer in model.layers:
-        X = layer.infer(X)
-    return X
-
-
 def test_compiled_predict_follows_changes_to_the_model():
     X, y = _data(300, 8, 4, "float64", "labels")
     model = _model("float64", 8, 4)
@@ -140,15 +134,15 @@ def test_compiled_predict_follows_changes_to_the_model():
     plan = model._predict_plan()
     assert model._predict_plan() is plan                  # cached between calls
     model.layers[1].eps = 0.5                             # batch norm's eps
-    np.testing.assert_array_equal(model.predict(X), _infer_by_layer(model, X))
+    np.testing.assert_array_equal(model.predict(X), model.infer(X))
     assert not np.array_equal(model.predict(X), first)
     model.layers[0].weight.data[0, 0] += 1.0              # in place: the plan reads it
-    np.testing.assert_array_equal(model.predict(X), _infer_by_layer(model, X))
+    np.testing.assert_array_equal(model.predict(X), model.infer(X))
     model.layers[3].p = 0.0                               # dropout: identity in eval anyway
-    np.testing.assert_array_equal(model.predict(X), _infer_by_layer(model, X))
+    np.testing.assert_array_equal(model.predict(X), model.infer(X))
     model.kernels = "reference"                           # the Python path
     assert model._predict_plan() is None
-    np.testing.assert_allclose(model.predict(X), _infer_by_layer(model, X), rtol=1e-12)
+    np.testing.assert_allclose(model.predict(X), model.infer(X), rtol=1e-12)
 
 
 def test_predictor_rejects_an_input_of_another_dtype():
