@@ -103,11 +103,10 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
     PyTorch divides twice per element: p -= lr / c1 * m / (sqrt(v) / sqrt(c2) + eps).
     Here sqrt(c2) multiplies lr / c1 and eps once per step instead (the reordering
     Kingma and Ba suggest, with eps scaled to keep PyTorch's update), which is the same
-    update to rounding: each element then
-    costs one square root and one division. Those two units are what bounds this loop
-    (the loads and stores are cheaper), so the step is about a quarter faster (float32
-    batch-32 epoch: 0.37-0.57 against 0.56-0.76 s of optimizer steps; float64 batch
-    128: 0.25-0.28 against 0.37-0.41 s)."""
+    update to rounding: each element then costs one square root and one division. Those
+    two units are what bounds this loop (the loads and stores are cheaper), so the step
+    is about a quarter faster (float32 batch-32 epoch: 0.37-0.57 against 0.56-0.76 s of
+    optimizer steps; float64 batch 128: 0.25-0.28 against 0.37-0.41 s)."""
     cdef Py_ssize_t i
     cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
     cdef double bias_correction1 = 1 - beta1 ** step
