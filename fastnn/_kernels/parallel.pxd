@@ -2,3 +2,16 @@
 # kernel runs (see parallel.pyx).
 cdef int blas_threads_enter(int n_threads, double largest_product) noexcept
 cdef void blas_threads_exit() noexcept
+
+# The optimizer step runs between matrix products, while BLAS's threads idle; from this
+# many elements it shares its chunks of POOL_CHUNK with the pool's sleeping workers
+# (csrc/fastnn_pool.h), which cost a wake-up per step, not a scheduler slice.
+cdef enum:
+    MIN_POOL_ELEMENTS = 65536
+    POOL_CHUNK = 8192
+
+ctypedef void (*chunk_fn)(void* arg, long lo, long hi) noexcept nogil
+
+# fn(arg, lo, hi) for every chunk [lo, hi) of [0, n), on up to n_threads threads; one
+# pool for the process, so it is defined once, in parallel.pyx
+cdef void pool_for(chunk_fn fn, void* arg, long n, long chunk, int n_threads) noexcept nogil

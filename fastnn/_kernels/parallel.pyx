@@ -7,11 +7,24 @@ in hand-offs than it saves, and the second BLAS thread then spins beside the res
 the step. Enter and exit are called with the GIL held, which serialises them; the
 first kernel in sets the count and the last one out puts the previous count back, so
 threads training or predicting at once never leave BLAS changed.
+
+The optimizer step, between the products, shares its chunks with a pool of sleeping
+workers (csrc/fastnn_pool.h): the one place where work of ours runs on a second core
+while BLAS's threads wait. It is defined here, once for the process.
 """
+from libc.stdint cimport int64_t, uint64_t
+
+import numpy as np
 import scipy.linalg.cython_blas as _cython_blas
 
 cdef extern from "fastnn_omp.h":
     int fastnn_openmp_enabled() nogil
+
+cdef extern from "fastnn_pool.h":
+    void fastnn_pool_for(chunk_fn fn, void* arg, long n, long chunk,
+                         int n_threads) noexcept nogil
+    unsigned long fastnn_pool_thread_id() noexcept nogil
+    void fastnn_pool_pause_us(unsigned int us) noexcept nogil
 
 cdef extern from "fastnn_blas_threads.h":
     int fastnn_blas_bind(const char* module_path)
@@ -52,6 +65,10 @@ def blas_threads():
     return fastnn_blas_get_threads()
 
 
+cdef void pool_for(chunk_fn fn, void* arg, long n, long chunk, int n_threads) noexcept nogil:
+    fastnn_pool_for(fn, arg, n, chunk, n_threads)
+
+
 cdef int blas_threads_enter(int n_threads, double largest_product) noexcept:
     """Bound BLAS's threads for a kernel about to run; returns the count in force."""
     global _depth, _saved, _changed
@@ -88,6 +105,39 @@ def run_with_blas_threads(int n_threads, double largest_product, fn):
         return seen, fn()
     finally:
         blas_threads_exit()
+
+
+ctypedef struct _ChunkLog:
+    int64_t* runs           # how many times each chunk ran
+    uint64_t* runner        # the thread that ran it
+    unsigned int pause_us
+
+
+cdef void _log_chunk(void* arg, long lo, long hi) noexcept nogil:
+    cdef _ChunkLog* log = <_ChunkLog*>arg
+    cdef long i
+    fastnn_pool_pause_us(log.pause_us)
+    for i in range(lo, hi):
+        log.runs[i] += 1
+        log.runner[i] = fastnn_pool_thread_id()
+
+
+def _pool_for_log(long n_chunks, int n_threads, unsigned int pause_us):
+    """Run the pool over n_chunks one-element chunks that each pause pause_us (tests
+    only); returns how many times each chunk ran and how many threads ran chunks."""
+    runs = np.zeros(n_chunks, dtype=np.int64)
+    runner = np.zeros(n_chunks, dtype=np.uint64)
+    if n_chunks == 0:
+        return runs, 0
+    cdef int64_t[::1] runs_view = runs
+    cdef uint64_t[::1] runner_view = runner
+    cdef _ChunkLog log
+    log.runs = &runs_view[0]
+    log.runner = &runner_view[0]
+    log.pause_us = pause_us
+    with nogil:
+        pool_for(_log_chunk, &log, n_chunks, 1, n_threads)
+    return runs, len(np.unique(runner))
 
 
 def _set_blas_threads_for_tests(int n):

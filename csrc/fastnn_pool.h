@@ -1,0 +1,247 @@
+/* Worker threads that share a loop of independent chunks with the calling thread: the
+ * optimizer step, which runs between matrix products while OpenBLAS's threads idle.
+ *
+ * fastnn_pool_for(fn, arg, n, chunk, n_threads) calls fn(arg, lo, hi) once for every
+ * chunk [lo, hi) of [0, n), on the caller and on up to n_threads - 1 workers, and
+ * returns when all are done. The caller starts on the first chunk at once; a worker takes
+ * the next unclaimed chunk when it arrives. Each chunk runs exactly once, so when fn
+ * writes only its own elements the result does not depend on who ran which chunk.
+ *
+ * Why not OpenMP: scipy's OpenBLAS keeps its worker spinning for about 0.1 s after each
+ * matrix product, and an OpenMP worker spins without yielding after each parallel region;
+ * on 2 cores the two starved each other (epochs 7-25x slower). These workers sleep
+ * between loops on a condition variable.
+ *
+ * Why chunks claimed from a shared counter, not fixed halves: a sleeping worker starts
+ * 25-50 us after it is woken on this kind of machine. With halves, the caller waited for
+ * the late half every step.
+ *
+ * Why workers are kept off the caller's CPU: the scheduler placed a woken worker on the
+ * caller's CPU (the other one being busy with OpenBLAS's spinning worker), where it
+ * preempted the caller, and the two halves ran one after the other. A worker's affinity
+ * is therefore the caller's minus the CPU the caller runs on; a caller allowed a single
+ * CPU runs every chunk itself.
+ *
+ * One caller at a time uses the workers; a second caller meanwhile (another Python
+ * thread) runs every chunk itself. After fork() the child starts with no workers. */
+#ifndef FASTNN_POOL_H
+#define FASTNN_POOL_H
+
+typedef void (*fastnn_chunk_fn)(void *arg, long lo, long hi);
+
+static void fastnn_serial_for(fastnn_chunk_fn fn, void *arg, long n, long chunk) {
+    long lo;
+    for (lo = 0; lo < n; lo += chunk)
+        fn(arg, lo, lo + chunk < n ? lo + chunk : n);
+}
+
+#if !defined(__linux__) || !defined(__GNUC__)
+
+static void fastnn_pool_for(fastnn_chunk_fn fn, void *arg, long n, long chunk,
+                            int n_threads) {
+    (void)n_threads;
+    fastnn_serial_for(fn, arg, n, chunk);
+}
+
+/* for the tests: which thread runs, and a pause */
+static unsigned long fastnn_pool_thread_id(void) { return 0; }
+static void fastnn_pool_pause_us(unsigned int us) { (void)us; }
+
+#else
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+
+#define FASTNN_POOL_MAX_WORKERS 63
+/* how long the caller polls for a worker's last chunk before it sleeps (iterations of
+ * about 10-40 ns): a chunk is some microseconds, and a sleeping caller wakes late */
+#define FASTNN_POOL_POLLS 100000
+
+static struct {
+    pthread_mutex_t busy;      /* held by the caller whose loop the workers may join */
+    pthread_mutex_t lock;      /* guards the fields below, except `next` and `inside` */
+    pthread_cond_t wake;       /* workers wait here for a new generation */
+    pthread_cond_t left;       /* the caller waits here for inside == 0 */
+    unsigned long generation;  /* bumped once per loop */
+    int open;                  /* the current loop still takes workers */
+    int seats;                 /* how many more workers it takes */
+    int inside;                /* workers running the current loop (atomic) */
+    long next;                 /* the next unclaimed chunk (atomic) */
+    fastnn_chunk_fn fn;
+    void *arg;
+    long n, chunk;
+    int n_workers;             /* started so far (they never exit) */
+    int steered_from;          /* the caller's CPU that the workers' affinity excludes */
+    pthread_t steered_for;     /* and that caller */
+    int atfork_set;
+    pthread_t threads[FASTNN_POOL_MAX_WORKERS];
+} fastnn_pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+                 .wake = PTHREAD_COND_INITIALIZER, .left = PTHREAD_COND_INITIALIZER,
+                 .steered_from = -1};
+
+/* Claim and run chunks until none is left. */
+static void fastnn_pool_claim(fastnn_chunk_fn fn, void *arg, long n, long chunk) {
+    for (;;) {
+        long lo = __atomic_fetch_add(&fastnn_pool.next, 1, __ATOMIC_RELAXED) * chunk;
+        if (lo >= n)
+            return;
+        fn(arg, lo, lo + chunk < n ? lo + chunk : n);
+    }
+}
+
+/* born: the generation when the worker was started; its first loop is the next one */
+static void *fastnn_pool_worker(void *born) {
+    unsigned long seen = (unsigned long)born;
+    pthread_mutex_lock(&fastnn_pool.lock);
+    for (;;) {
+        fastnn_chunk_fn fn;
+        void *arg;
+        long n, chunk;
+        while (fastnn_pool.generation == seen)
+            pthread_cond_wait(&fastnn_pool.wake, &fastnn_pool.lock);
+        seen = fastnn_pool.generation;
+        if (!fastnn_pool.open || fastnn_pool.seats == 0)
+            continue;                   /* the caller has finished, or has enough help */
+        fastnn_pool.seats--;
+        __atomic_add_fetch(&fastnn_pool.inside, 1, __ATOMIC_RELAXED);
+        fn = fastnn_pool.fn;
+        arg = fastnn_pool.arg;
+        n = fastnn_pool.n;
+        chunk = fastnn_pool.chunk;
+        pthread_mutex_unlock(&fastnn_pool.lock);
+        fastnn_pool_claim(fn, arg, n, chunk);
+        pthread_mutex_lock(&fastnn_pool.lock);
+        /* release: the caller that sees inside == 0 sees this worker's writes */
+        if (__atomic_sub_fetch(&fastnn_pool.inside, 1, __ATOMIC_RELEASE) == 0)
+            pthread_cond_signal(&fastnn_pool.left);
+    }
+    return NULL;
+}
+
+/* In the child of a fork, the workers do not exist and the locks may be held. */
+static void fastnn_pool_after_fork_child(void) {
+    pthread_mutex_t unlocked = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh = PTHREAD_COND_INITIALIZER;
+    fastnn_pool.busy = unlocked;
+    fastnn_pool.lock = unlocked;
+    fastnn_pool.wake = fresh;
+    fastnn_pool.left = fresh;
+    fastnn_pool.open = 0;
+    fastnn_pool.inside = 0;
+    fastnn_pool.n_workers = 0;
+    fastnn_pool.steered_from = -1;
+}
+
+/* Start workers until there are `wanted` (lock held); returns how many there are. */
+static int fastnn_pool_grow(int wanted) {
+    if (wanted > FASTNN_POOL_MAX_WORKERS)
+        wanted = FASTNN_POOL_MAX_WORKERS;
+    if (!fastnn_pool.atfork_set) {
+        pthread_atfork(NULL, NULL, fastnn_pool_after_fork_child);
+        fastnn_pool.atfork_set = 1;
+    }
+    while (fastnn_pool.n_workers < wanted) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        int failed;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        failed = pthread_create(&thread, &attr, fastnn_pool_worker,
+                                (void *)fastnn_pool.generation);
+        pthread_attr_destroy(&attr);
+        if (failed)
+            break;
+        fastnn_pool.threads[fastnn_pool.n_workers++] = thread;
+        fastnn_pool.steered_from = -1;  /* the new worker is not steered yet */
+    }
+    return fastnn_pool.n_workers;
+}
+
+/* Keep the workers off the caller's CPU (lock held); 0 when the caller may use one CPU
+ * only. Changes affinities only when another caller comes or the caller has moved. */
+static int fastnn_pool_steer(void) {
+    cpu_set_t mask;
+    int w, cpu = sched_getcpu();
+    pthread_t self = pthread_self();
+    if (cpu < 0)
+        return 1;                       /* unknown: leave placement to the scheduler */
+    if (cpu == fastnn_pool.steered_from && pthread_equal(self, fastnn_pool.steered_for))
+        return 1;
+    if (pthread_getaffinity_np(self, sizeof(mask), &mask) != 0)
+        return 1;
+    CPU_CLR(cpu, &mask);
+    if (CPU_COUNT(&mask) == 0)
+        return 0;
+    for (w = 0; w < fastnn_pool.n_workers; w++)
+        pthread_setaffinity_np(fastnn_pool.threads[w], sizeof(mask), &mask);
+    fastnn_pool.steered_from = cpu;
+    fastnn_pool.steered_for = self;
+    return 1;
+}
+
+static void fastnn_pool_for(fastnn_chunk_fn fn, void *arg, long n, long chunk,
+                            int n_threads) {
+    long polls;
+    int w;
+    if (n_threads < 2 || n <= chunk || pthread_mutex_trylock(&fastnn_pool.busy) != 0) {
+        fastnn_serial_for(fn, arg, n, chunk);
+        return;
+    }
+    pthread_mutex_lock(&fastnn_pool.lock);
+    if (fastnn_pool_grow(n_threads - 1) < 1 || !fastnn_pool_steer()) {
+        pthread_mutex_unlock(&fastnn_pool.lock);
+        pthread_mutex_unlock(&fastnn_pool.busy);
+        fastnn_serial_for(fn, arg, n, chunk);
+        return;
+    }
+    fastnn_pool.fn = fn;
+    fastnn_pool.arg = arg;
+    fastnn_pool.n = n;
+    fastnn_pool.chunk = chunk;
+    fastnn_pool.next = 0;
+    fastnn_pool.open = 1;
+    fastnn_pool.seats = n_threads - 1;
+    fastnn_pool.generation++;
+    for (w = 0; w < n_threads - 1; w++)     /* a worker not waiting sees the generation */
+        pthread_cond_signal(&fastnn_pool.wake);
+    pthread_mutex_unlock(&fastnn_pool.lock);
+
+    fastnn_pool_claim(fn, arg, n, chunk);
+
+    /* Every chunk is claimed. Close the loop to late workers, then wait for those inside
+     * to finish their last chunk. */
+    pthread_mutex_lock(&fastnn_pool.lock);
+    fastnn_pool.open = 0;
+    pthread_mutex_unlock(&fastnn_pool.lock);
+    for (polls = 0; polls < FASTNN_POOL_POLLS; polls++) {
+        if (__atomic_load_n(&fastnn_pool.inside, __ATOMIC_ACQUIRE) == 0)
+            break;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    if (polls == FASTNN_POOL_POLLS) {
+        pthread_mutex_lock(&fastnn_pool.lock);
+        while (__atomic_load_n(&fastnn_pool.inside, __ATOMIC_ACQUIRE) > 0)
+            pthread_cond_wait(&fastnn_pool.left, &fastnn_pool.lock);
+        pthread_mutex_unlock(&fastnn_pool.lock);
+    }
+    pthread_mutex_unlock(&fastnn_pool.busy);
+}
+
+/* for the tests: which thread runs, and a pause */
+static unsigned long fastnn_pool_thread_id(void) { return (unsigned long)pthread_self(); }
+
+static void fastnn_pool_pause_us(unsigned int us) {
+    struct timespec t;
+    t.tv_sec = us / 1000000;
+    t.tv_nsec = (long)(us % 1000000) * 1000;
+    nanosleep(&t, NULL);
+}
+
+#endif
+#endif
