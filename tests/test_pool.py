@@ -128,3 +128,33 @@ def test_a_forked_child_starts_its_own_workers():
             pytest.fail("the forked child hung in the pool")
         time.sleep(0.01)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("l1, l2", [(0.0, 1e-3), (1e-3, 0.0), (2e-3, 5e-4)])
+def test_penalty_step_is_the_same_on_any_thread_count(dtype, l1, l2):
+    w = normal(N_POOLED, dtype, "pool-w")
+    w[::1000] = 0                                   # sign(0) is 0
+    grad0 = normal(N_POOLED, dtype, "pool-g")
+    results = []
+    for n_threads in (1, 2, 3):
+        grad = grad0.copy()
+        value = optimizers.penalty_step(w, grad, l1, l2, n_threads)
+        results.append((value, grad))
+    for value, grad in results[1:]:
+        assert value == results[0][0]
+        np.testing.assert_array_equal(grad, results[0][1])
+    w64 = w.astype(np.float64)
+    expected = l1 * np.abs(w64).sum() + l2 * np.dot(w64, w64)
+    assert results[0][0] == pytest.approx(expected, rel=1e-12)
+    expected_grad = grad0.astype(np.float64) + l1 * np.sign(w64) + 2 * l2 * w64
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(results[0][1], expected_grad, rtol=rtol,
+                               atol=rtol * np.abs(expected_grad).max())
+
+
+def test_penalty_step_rejects_unequal_lengths():
+    w = np.ones(10, dtype=np.float32)
+    grad = np.zeros(9, dtype=np.float32)
+    with pytest.raises(ValueError, match="10 elements but grad has 9"):
+        optimizers.penalty_step(w, grad, 0.0, 1e-3, 1)
+    assert (grad == 0).all()

@@ -2,19 +2,16 @@
 from cython cimport floating
 
 
-def add_penalty_gradient(const floating[::1] w,   # IN  weights
-                         floating[::1] grad,      # IN/OUT gradient of those weights
-                         double l1, double l2, int n_threads):
-    if w.shape[0]:
-        with nogil:
-            add_penalty_gradient_core(&w[0], &grad[0], l1, l2, w.shape[0], n_threads)
-
-
-def penalty(const floating[::1] w, double l1, double l2):
+def penalty_step(const floating[::1] w,   # IN  weights
+                 floating[::1] grad,      # IN/OUT gradient of those weights
+                 double l1, double l2, int n_threads):
+    """Return l1 * sum|w| + l2 * sum(w^2) and add its gradient to grad."""
     cdef double out = 0
+    if w.shape[0] != grad.shape[0]:
+        raise ValueError(f"w has {w.shape[0]} elements but grad has {grad.shape[0]}")
     if w.shape[0]:
         with nogil:
-            out = penalty_core(&w[0], l1, l2, w.shape[0])
+            out = penalty_step_core(&w[0], &grad[0], l1, l2, w.shape[0], n_threads)
     return out
 
 

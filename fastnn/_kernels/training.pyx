@@ -24,7 +24,7 @@ from fastnn._kernels.linear cimport linear_forward_core, linear_backward_core
 from fastnn._kernels.losses cimport mse_core, bce_with_logits_core
 from fastnn._kernels.parallel cimport blas_threads_enter, blas_threads_exit
 from fastnn._kernels.optimizers cimport (
-    add_penalty_gradient_core, penalty_core, sgd_step_core, adam_step_core)
+    penalty_step_core, sgd_step_core, adam_step_core)
 from fastnn._kernels.softmax cimport cross_entropy_labels_rows, cross_entropy_probs_rows
 
 cdef enum LayerKind:
@@ -423,8 +423,7 @@ cdef Py_ssize_t _run_batches(
             if l2_per_weight != 0 and weight_sum > 0:
                 l2_batch = l2 + l2_per_weight / weight_sum
             if l1 != 0 or l2_batch != 0:
-                loss += penalty_core(p, l1, l2_batch, n_penalised)
-                add_penalty_gradient_core(p, gr, l1, l2_batch, n_penalised, n_threads)
+                loss += penalty_step_core(p, gr, l1, l2_batch, n_penalised, n_threads)
             batch_losses[b] = loss
             if not isfinite(loss):
                 break

@@ -64,9 +64,7 @@ def penalty(kernels, w, grad, l1, l2):
     """Return l1 * sum|w| + l2 * sum(w^2) (summed in double) and add its gradient
     l1 * sign(w) + 2 * l2 * w to grad, in place."""
     if _compiled(kernels):
-        value = _opt.penalty(w, l1, l2)
-        _opt.add_penalty_gradient(w, grad, l1, l2, get_num_threads())
-        return float(value)
+        return float(_opt.penalty_step(w, grad, l1, l2, get_num_threads()))
     w64 = w.astype(np.float64)
     value = l1 * float(np.abs(w64).sum()) + l2 * float(np.dot(w64, w64))
     grad += (l1 * np.sign(w64) + 2 * l2 * w64).astype(grad.dtype)
