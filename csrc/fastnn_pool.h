@@ -75,13 +75,13 @@ static struct {
     void *arg;
     long n, chunk;
     int n_workers;             /* started so far (they never exit) */
-    int steered_from;          /* the caller's CPU that the workers' affinity excludes */
-    pthread_t steered_for;     /* and that caller */
+    int steered;               /* the workers' affinity is steered_mask */
+    cpu_set_t steered_mask;
     int atfork_set;
     pthread_t threads[FASTNN_POOL_MAX_WORKERS];
 } fastnn_pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
                  .wake = PTHREAD_COND_INITIALIZER, .left = PTHREAD_COND_INITIALIZER,
-                 .steered_from = -1};
+                 .steered = 0};
 
 /* Claim and run chunks until none is left. */
 static void fastnn_pool_claim(fastnn_chunk_fn fn, void *arg, long n, long chunk) {
@@ -133,7 +133,7 @@ static void fastnn_pool_after_fork_child(void) {
     fastnn_pool.open = 0;
     fastnn_pool.inside = 0;
     fastnn_pool.n_workers = 0;
-    fastnn_pool.steered_from = -1;
+    fastnn_pool.steered = 0;
 }
 
 /* Start workers until there are `wanted` (lock held); returns how many there are. */
@@ -156,30 +156,29 @@ static int fastnn_pool_grow(int wanted) {
         if (failed)
             break;
         fastnn_pool.threads[fastnn_pool.n_workers++] = thread;
-        fastnn_pool.steered_from = -1;  /* the new worker is not steered yet */
+        fastnn_pool.steered = 0;        /* the new worker is not steered yet */
     }
     return fastnn_pool.n_workers;
 }
 
 /* Keep the workers off the caller's CPU (lock held); 0 when the caller may use one CPU
- * only. Changes affinities only when another caller comes or the caller has moved. */
+ * only. The caller's affinity is read on every loop (a system call of about a
+ * microsecond), so a thread that narrows its own affinity is obeyed at once; the
+ * workers' affinity changes only when the mask it gives differs from the last. */
 static int fastnn_pool_steer(void) {
     cpu_set_t mask;
     int w, cpu = sched_getcpu();
-    pthread_t self = pthread_self();
-    if (cpu < 0)
+    if (cpu < 0 || pthread_getaffinity_np(pthread_self(), sizeof(mask), &mask) != 0)
         return 1;                       /* unknown: leave placement to the scheduler */
-    if (cpu == fastnn_pool.steered_from && pthread_equal(self, fastnn_pool.steered_for))
-        return 1;
-    if (pthread_getaffinity_np(self, sizeof(mask), &mask) != 0)
-        return 1;
     CPU_CLR(cpu, &mask);
     if (CPU_COUNT(&mask) == 0)
         return 0;
+    if (fastnn_pool.steered && CPU_EQUAL(&mask, &fastnn_pool.steered_mask))
+        return 1;
     for (w = 0; w < fastnn_pool.n_workers; w++)
         pthread_setaffinity_np(fastnn_pool.threads[w], sizeof(mask), &mask);
-    fastnn_pool.steered_from = cpu;
-    fastnn_pool.steered_for = self;
+    fastnn_pool.steered_mask = mask;
+    fastnn_pool.steered = 1;
     return 1;
 }
 

@@ -54,6 +54,21 @@ def test_a_caller_allowed_one_cpu_runs_every_chunk_itself():
     assert threads == 1
 
 
+@pytest.mark.skipif(not POOL_BUILT or CPUS < 2, reason="needs the pool and 2 CPUs")
+def test_a_caller_that_narrows_its_affinity_is_obeyed_at_once():
+    seen = []
+
+    def narrowing():
+        seen.append(parallel._pool_for_log(40, 2, 2000)[1])
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})    # this thread only
+        seen.append(parallel._pool_for_log(40, 2, 500)[1])
+
+    t = threading.Thread(target=narrowing)
+    t.start()
+    t.join()
+    assert seen == [2, 1]
+
+
 def adam_steps(dtype, n_threads, decoupled, n_steps=3, n=N_POOLED):
     p = normal(n, dtype, "pool-param")
     m, v = np.zeros_like(p), np.zeros_like(p)
