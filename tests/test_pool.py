@@ -13,7 +13,7 @@ import pytest
 from fastnn._kernels import optimizers, parallel
 
 from conftest import normal
-from test_optim import numpy_adam
+from test_optim import numpy_adam, numpy_sgd
 
 POOL_BUILT = sys.platform.startswith("linux")     # elsewhere the pool runs serially
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -90,6 +90,31 @@ def test_adam_step_is_the_same_on_any_thread_count(dtype, decoupled):
                           weight_decay=0.05, decoupled=decoupled)
     rtol = 1e-12 if dtype == np.float64 else 2e-5
     assert np.abs(one - expected).max() <= rtol * np.abs(expected).max()
+
+
+SGD_CASES = {"plain": (0.0, False, 0.0), "weight-decay": (0.0, False, 0.05),
+             "momentum": (0.9, False, 0.0), "nesterov-decay": (0.7, True, 0.05)}
+
+
+@pytest.mark.parametrize("case", sorted(SGD_CASES))
+def test_sgd_step_is_the_same_on_any_thread_count(dtype, case):
+    momentum, nesterov, weight_decay = SGD_CASES[case]
+    grads = [normal(N_POOLED, dtype, "pool-sgd-grad", step) for step in range(3)]
+    results = []
+    for n_threads in (1, 2, 3):
+        p = normal(N_POOLED, dtype, "pool-param")
+        buf = np.zeros_like(p)
+        for step, g in enumerate(grads):
+            optimizers.sgd_step(p, g, buf, 0.01, momentum, 0.0, nesterov, weight_decay,
+                                step == 0, n_threads)
+        results.append(p)
+    for p in results[1:]:
+        np.testing.assert_array_equal(p, results[0])
+    expected = numpy_sgd(normal(N_POOLED, dtype, "pool-param").astype(np.float64),
+                         [g.astype(np.float64) for g in grads], 0.01, momentum, nesterov,
+                         weight_decay)
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    assert np.abs(results[0] - expected).max() <= rtol * np.abs(expected).max()
 
 
 def test_threads_stepping_at_once_each_get_their_own_result():

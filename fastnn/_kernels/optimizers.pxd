@@ -1,11 +1,9 @@
 # One pass over a flat parameter buffer per optimizer step: PyTorch's update rules.
-# Elements are independent, so threads split the buffer and the result does not depend
-# on the thread count.
+# Elements are independent, so the pool's threads split the buffer into chunks and the
+# result does not depend on the thread count.
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf, fabs
 
-from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
 from fastnn._kernels.parallel cimport MIN_POOL_ELEMENTS, POOL_CHUNK, pool_for
 
 
@@ -123,31 +121,83 @@ cdef inline double penalty_step_core(const floating* w, floating* grad, double l
     return (l1 * abs_sum if l1 != 0 else 0.0) + (l2 * sq_sum if l2 != 0 else 0.0)
 
 
+ctypedef struct SgdStep:
+    void* param
+    const void* grad
+    void* momentum_buf
+    double lr, momentum, dampening, weight_decay
+    bint nesterov, first_step
+
+
+cdef inline void sgd_range(floating* param, const floating* grad, floating* momentum_buf,
+                           const SgdStep* s, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating g, b
+    cdef floating lr = <floating>s.lr, momentum = <floating>s.momentum
+    cdef floating wd = <floating>s.weight_decay, keep = <floating>(1 - s.dampening)
+    # The flags are tested outside the loops: with them inside, gcc's vectorised copies
+    # were not the ones that ran (see adam_range).
+    if s.momentum == 0:
+        if s.weight_decay != 0:
+            for i in range(lo, hi):
+                param[i] = param[i] - lr * (grad[i] + wd * param[i])
+        else:
+            for i in range(lo, hi):
+                param[i] = param[i] - lr * grad[i]
+        return
+    if s.first_step:                    # once per fit: the buffer starts as g
+        for i in range(lo, hi):
+            g = grad[i] + wd * param[i] if s.weight_decay != 0 else grad[i]
+            momentum_buf[i] = g
+            param[i] = param[i] - lr * (g + momentum * g if s.nesterov else g)
+        return
+    if s.weight_decay != 0:
+        for i in range(lo, hi):
+            g = grad[i] + wd * param[i]
+            b = momentum * momentum_buf[i] + keep * g
+            momentum_buf[i] = b
+            param[i] = param[i] - lr * (g + momentum * b if s.nesterov else b)
+        return
+    for i in range(lo, hi):
+        g = grad[i]
+        b = momentum * momentum_buf[i] + keep * g
+        momentum_buf[i] = b
+        param[i] = param[i] - lr * (g + momentum * b if s.nesterov else b)
+
+
+cdef inline void sgd_chunk_float(void* step, long lo, long hi) noexcept nogil:
+    cdef SgdStep* s = <SgdStep*>step
+    sgd_range(<float*>s.param, <const float*>s.grad, <float*>s.momentum_buf, s, lo, hi)
+
+
+cdef inline void sgd_chunk_double(void* step, long lo, long hi) noexcept nogil:
+    cdef SgdStep* s = <SgdStep*>step
+    sgd_range(<double*>s.param, <const double*>s.grad, <double*>s.momentum_buf, s, lo, hi)
+
+
 cdef inline void sgd_step_core(floating* param, const floating* grad, floating* momentum_buf,
                                double lr, double momentum, double dampening, bint nesterov,
                                double weight_decay, bint first_step,
                                Py_ssize_t n, int n_threads) noexcept nogil:
     """torch.optim.SGD: g = grad + wd * p; buf = g on the first step, else
     momentum * buf + (1 - dampening) * g; g = g + momentum * buf (Nesterov) or buf;
-    p -= lr * g."""
-    cdef Py_ssize_t i
-    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
-    cdef floating g, b
-    for i in prange(n, schedule="static", num_threads=t):
-        g = grad[i]
-        if weight_decay != 0:
-            g = g + <floating>weight_decay * param[i]
-        if momentum != 0:
-            if first_step:
-                b = g
-            else:
-                b = <floating>momentum * momentum_buf[i] + <floating>(1 - dampening) * g
-            momentum_buf[i] = b
-            if nesterov:
-                g = g + <floating>momentum * b
-            else:
-                g = b
-        param[i] = param[i] - <floating>lr * g
+    p -= lr * g. From MIN_POOL_ELEMENTS on, the pool's worker shares the chunks."""
+    cdef SgdStep s
+    s.param = param
+    s.grad = grad
+    s.momentum_buf = momentum_buf
+    s.lr = lr
+    s.momentum = momentum
+    s.dampening = dampening
+    s.weight_decay = weight_decay
+    s.nesterov = nesterov
+    s.first_step = first_step
+    if n < MIN_POOL_ELEMENTS:
+        n_threads = 1
+    if floating is float:
+        pool_for(sgd_chunk_float, &s, n, POOL_CHUNK, n_threads)
+    else:
+        pool_for(sgd_chunk_double, &s, n, POOL_CHUNK, n_threads)
 
 
 ctypedef struct AdamStep:

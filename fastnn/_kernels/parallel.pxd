@@ -3,9 +3,10 @@
 cdef int blas_threads_enter(int n_threads, double largest_product) noexcept
 cdef void blas_threads_exit() noexcept
 
-# The optimizer step runs between matrix products, while BLAS's threads idle; from this
-# many elements it shares its chunks of POOL_CHUNK with the pool's sleeping workers
-# (csrc/fastnn_pool.h), which cost a wake-up per step, not a scheduler slice.
+# The optimizer step and the penalty run between matrix products, while BLAS's threads
+# idle; from this many elements they share their chunks of POOL_CHUNK with the pool's
+# sleeping workers (csrc/fastnn_pool.h), which cost a wake-up per step, not a scheduler
+# slice.
 cdef enum:
     MIN_POOL_ELEMENTS = 65536
     POOL_CHUNK = 8192
