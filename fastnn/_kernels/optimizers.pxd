@@ -4,7 +4,7 @@
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf, fabs
 
-from fastnn._kernels.parallel cimport MIN_POOL_ELEMENTS, POOL_CHUNK, pool_for
+from fastnn._kernels.parallel cimport POOL_CHUNK, pool_for, pool_threads
 
 
 cdef inline void add_penalty_gradient_range(const floating* w, floating* grad, double l1,
@@ -108,12 +108,10 @@ cdef inline double penalty_step_core(const floating* w, floating* grad, double l
     s.grad = grad
     s.l1 = l1
     s.l2 = l2
-    if n < MIN_POOL_ELEMENTS:
-        n_threads = 1
     if floating is float:
-        pool_for(penalty_chunk_float, &s, n, s.chunk, n_threads)
+        pool_for(penalty_chunk_float, &s, n, s.chunk, pool_threads(n, n_threads))
     else:
-        pool_for(penalty_chunk_double, &s, n, s.chunk, n_threads)
+        pool_for(penalty_chunk_double, &s, n, s.chunk, pool_threads(n, n_threads))
     for c in range(n_chunks):
         abs_sum += s.abs_sums[c]
         sq_sum += s.sq_sums[c]
@@ -192,12 +190,10 @@ cdef inline void sgd_step_core(floating* param, const floating* grad, floating* 
     s.weight_decay = weight_decay
     s.nesterov = nesterov
     s.first_step = first_step
-    if n < MIN_POOL_ELEMENTS:
-        n_threads = 1
     if floating is float:
-        pool_for(sgd_chunk_float, &s, n, POOL_CHUNK, n_threads)
+        pool_for(sgd_chunk_float, &s, n, POOL_CHUNK, pool_threads(n, n_threads))
     else:
-        pool_for(sgd_chunk_double, &s, n, POOL_CHUNK, n_threads)
+        pool_for(sgd_chunk_double, &s, n, POOL_CHUNK, pool_threads(n, n_threads))
 
 
 ctypedef struct AdamStep:
@@ -295,12 +291,7 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
     s.one_minus_beta1 = 1 - beta1
     s.one_minus_beta2 = 1 - beta2
     s.decoupled = decoupled
-    if n < MIN_POOL_ELEMENTS or n_threads < 2:
-        if floating is float:
-            adam_chunk_float(&s, 0, n)
-        else:
-            adam_chunk_double(&s, 0, n)
-    elif floating is float:
-        pool_for(adam_chunk_float, &s, n, POOL_CHUNK, n_threads)
+    if floating is float:
+        pool_for(adam_chunk_float, &s, n, POOL_CHUNK, pool_threads(n, n_threads))
     else:
-        pool_for(adam_chunk_double, &s, n, POOL_CHUNK, n_threads)
+        pool_for(adam_chunk_double, &s, n, POOL_CHUNK, pool_threads(n, n_threads))

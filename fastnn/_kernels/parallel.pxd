@@ -11,6 +11,11 @@ cdef enum:
     MIN_POOL_ELEMENTS = 65536
     POOL_CHUNK = 8192
 
+
+cdef inline int pool_threads(Py_ssize_t n, int n_threads) noexcept nogil:
+    """The threads a pooled loop over n elements may use: 1 below MIN_POOL_ELEMENTS."""
+    return n_threads if n >= MIN_POOL_ELEMENTS else 1
+
 ctypedef void (*chunk_fn)(void* arg, long lo, long hi) noexcept nogil
 
 # fn(arg, lo, hi) for every chunk [lo, hi) of [0, n), on up to n_threads threads; one
