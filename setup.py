@@ -66,10 +66,13 @@ class BuildExt(build_ext):
 
 def extensions():
     # No FMA contraction: C arithmetic stays identical to NumPy's and to itself across
-    # -march. No errno from sqrt (nothing reads it): lets sqrt loops vectorise. Results
-    # are IEEE-identical either way; -ffast-math is never used.
+    # -march. No errno from sqrt (nothing reads it): lets sqrt loops vectorise. No
+    # floating-point traps (nothing enables them): lets gcc turn a compare-and-select
+    # into vector code, as in csrc/fastnn_exp.h. Results are IEEE-identical either way;
+    # -ffast-math is never used.
     compile_args = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off",
-                                                       "-fno-math-errno"]
+                                                       "-fno-math-errno",
+                                                       "-fno-trapping-math"]
     if NATIVE:
         compile_args.append("-march=native")
     exts = [
