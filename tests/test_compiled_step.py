@@ -78,6 +78,30 @@ def test_epochs_identical_to_layer_by_layer(dtype, loss, task, optimizer):
     np.testing.assert_array_equal(fast.predict(X), slow.predict(X))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+@pytest.mark.parametrize("l1,l2", [(1e-4, 0.0), (0.0, 1e-3), (1e-4, 1e-3)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_penalty_and_adam_identical_over_many_chunks(dtype, optimizer, l1, l2, threads):
+    # 78,341 parameters: ten chunks of the penalty and of Adam, the last holding the end
+    # of the 78,080 penalised weights and the biases after them, and enough for the
+    # pool's worker to share them at 2 threads.
+    X, y = _data(70, 300, 5, dtype, "labels")
+
+    def make():
+        return Sequential(Linear(300, 256), ReLU(), Linear(256, 5), dtype=dtype, seed=3)
+
+    before = fastnn.get_num_threads()
+    fastnn.set_num_threads(threads)
+    try:
+        fast, slow, hf, hs = _fit_both(make, X, y, optimizer=optimizer, lr=0.01, epochs=2,
+                                       batch_size=16, l1=l1, l2=l2)
+    finally:
+        fastnn.set_num_threads(before)
+    assert fast._n_penalised == 78_080 and fast._flat_params.size == 78_341
+    _assert_identical(fast, slow, hf, hs)
+
+
 @pytest.mark.parametrize("smoothing", [0.1, 0.5])
 @pytest.mark.parametrize("task", ["labels", "probs"])
 def test_label_smoothing_identical(smoothing, task):
