@@ -181,6 +181,33 @@ def test_predictor_rejects_an_input_of_another_dtype():
     assert not out.any()
 
 
+def test_predictor_rejects_missing_or_undersized_arrays():
+    X, _ = _data(10, 8, 4, "float64", "labels")
+    model = _model("float64", 8, 4)
+    plan = model._predict_plan()
+    work_off, _, size = plan.layout(10, False)
+    work = np.full(size, 7.0)
+    out = np.full((10, 4), 3.0)
+    run = plan.predictor.predict
+    with pytest.raises(TypeError):
+        run(X, work_off, None, out, 10, 1)
+    with pytest.raises(TypeError):
+        run(X, work_off, work, None, 10, 1)
+    with pytest.raises(ValueError, match="workspace is smaller than a chunk"):
+        run(X, work_off, work[:-1], out, 10, 1)
+    with pytest.raises(ValueError, match=r"out has shape \(9, 4\) but the output is \(10, 4\)"):
+        run(X, work_off, work, out[:9], 10, 1)
+    with pytest.raises(ValueError, match="X has 7 features but the plan expects 8"):
+        run(np.ascontiguousarray(X[:, :7]), work_off, work, out, 10, 1)
+    with pytest.raises(ValueError, match="chunk must be at least 1"):
+        run(X, work_off, work, out, 0, 1)
+    with pytest.raises(ValueError, match="one row per layer"):
+        run(X, work_off[:-1], work, out, 10, 1)
+    assert (out == 3.0).all() and (work == 7.0).all()      # a failed call wrote nothing
+    assert run(X, work_off, work, out, 10, 1)
+    np.testing.assert_array_equal(out, model.predict(X))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kernels", [None, "reference"])
 def test_predict_rejects_nan_and_infinity_in_any_chunk(dtype, kernels):

@@ -473,10 +473,10 @@ cdef class Predictor:
             self.params32 = params
             self.buffers32 = buffers
 
-    def predict(self, const floating[:, ::1] X,     # IN  (n, n_in)
-                const int64_t[:, ::1] work_off,      # from workspace_layout(..., training=False)
-                floating[::1] work,
-                floating[:, ::1] out,                # OUT (n, widths[-1])
+    def predict(self, const floating[:, ::1] X not None,     # IN  (n, n_in)
+                const int64_t[:, ::1] work_off not None,      # workspace_layout(chunk, False)
+                floating[::1] work not None,
+                floating[:, ::1] out not None,                # OUT (n, widths[-1])
                 Py_ssize_t chunk, int n_threads):
         """Eval-mode forward pass, chunk rows at a time through a workspace sized for chunk.
 
@@ -484,7 +484,7 @@ cdef class Predictor:
         written only before it). Each chunk is checked while in cache, just before its
         products: about 0.2 us for one 784-wide row and 18 us for 256, where NumPy's
         check over X took 1.8 and 25 us."""
-        cdef Py_ssize_t lo, n, total = X.shape[0], n_layers = self.kinds.shape[0]
+        cdef Py_ssize_t lo, n, l, total = X.shape[0], n_layers = self.kinds.shape[0]
         cdef Py_ssize_t k = self.widths[n_layers], n_in = X.shape[1]
         cdef bint finite = True
         cdef floating* params
@@ -502,6 +502,20 @@ cdef class Predictor:
             params = &self.params64[0]
             if self.buffers64.shape[0]:
                 buf = &self.buffers64[0]
+        # what the plan's caller guarantees, checked: a wrong size would write out of bounds
+        if n_in != self.widths[0]:
+            raise ValueError(f"X has {n_in} features but the plan expects {self.widths[0]}")
+        if out.shape[0] != total or out.shape[1] != k:
+            raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}) but the "
+                             f"output is ({total}, {k})")
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
+        if work_off.shape[0] != n_layers or work_off.shape[1] < 1:
+            raise ValueError("work_off does not have one row per layer")
+        for l in range(n_layers):
+            if work_off[l, 0] < 0 or \
+                    work_off[l, 0] + min(chunk, total) * self.widths[l + 1] > work.shape[0]:
+                raise ValueError("the workspace is smaller than a chunk")
         if total == 0:
             return True
         blas_threads_enter(n_threads, largest_product(self.kinds, self.widths,
