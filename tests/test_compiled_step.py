@@ -307,3 +307,39 @@ def test_epoch_runner_rejects_rows_outside_the_data():
     np.testing.assert_array_equal(model._flat_params, before)
     completed, _ = runner.run_epoch(X, y, bounds, rng.permutation(40))
     assert completed == 5
+
+
+def test_epoch_kernel_rejects_mismatched_arrays():
+    """train_epoch checks what its caller guarantees: labels in range, per-sample arrays
+    of the samples' length, a workspace and per-batch arrays large enough. Each wrong
+    call raises and leaves the weights as they were."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    model = Sequential(Linear(6, 5), ReLU(), Linear(5, 3), seed=0)
+    model.fit(X, y, epochs=1, batch_size=8)
+    opt = fastnn.optim.Adam(model.parameters())
+    runner = _compiled.EpochRunner(model, _compiled.plan_for(model), fastnn.CrossEntropyLoss(),
+                                   opt, 0.0, 0.0, 8)
+    before = model._flat_params.copy()
+    bounds = np.arange(0, 41, 8)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        runner.run_epoch(X, np.r_[y[:-1], 3], bounds)
+    with pytest.raises(ValueError, match="one row per sample"):
+        runner.run_epoch(X, y[:-1], bounds)
+    with pytest.raises(ValueError, match="one row per sample"):
+        runner.run_epoch(X, y, bounds, sample_weight=np.ones(39))
+    with pytest.raises(ValueError, match="same layers"):
+        runner.run_epoch(np.ascontiguousarray(X[:, :5]), y, bounds)
+    work = runner.work
+    runner.work = work[:-1]
+    with pytest.raises(ValueError, match="workspace is smaller than a batch"):
+        runner.run_epoch(X, y, bounds)
+    runner.work, row_loss = work, runner.row_loss
+    runner.row_loss = row_loss[:7]
+    with pytest.raises(ValueError, match="too short"):
+        runner.run_epoch(X, y, bounds)
+    runner.row_loss = row_loss
+    np.testing.assert_array_equal(model._flat_params, before)
+    completed, _ = runner.run_epoch(X, y, bounds)
+    assert completed == 5

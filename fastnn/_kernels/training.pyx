@@ -162,6 +162,24 @@ cdef Py_ssize_t bounds_max(const int64_t[::1] bounds) noexcept nogil:
     return m
 
 
+cdef bint workspace_fits(const int64_t[:, ::1] work_off, const int64_t[::1] widths,
+                         Py_ssize_t rows, Py_ssize_t size) noexcept:
+    """Whether every slot work_off names (workspace_layout's, for batches of `rows`
+    rows) lies inside a workspace of `size` elements."""
+    cdef Py_ssize_t l, w
+    for l in range(work_off.shape[0]):
+        w = widths[l + 1]
+        if work_off[l, WORK_OUT] < 0 or work_off[l, WORK_OUT] + rows * w > size:
+            return False
+        if work_off.shape[1] > WORK_AUX and work_off[l, WORK_AUX] >= 0 and \
+                work_off[l, WORK_AUX] + rows * w > size:
+            return False
+        if work_off.shape[1] > WORK_STATS and work_off[l, WORK_STATS] >= 0 and \
+                work_off[l, WORK_STATS] + 3 * w > size:
+            return False
+    return True
+
+
 cdef bint rows_in_range(const int64_t[::1] rows, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(rows.shape[0]):
@@ -206,37 +224,37 @@ cdef double weighted_rows(floating* g, const double* row_loss, const floating* w
 
 
 def train_epoch(
-        const floating[:, ::1] X,            # IN  (n, n_in) the samples
+        const floating[:, ::1] X not None,     # IN  (n, n_in) the samples
         const int64_t[::1] labels,           # IN  (n,) class indices (cross-entropy on labels) or None
         const floating[:, ::1] targets,      # IN  (n, k) targets (the other losses) or None
         const floating[::1] sample_weight,   # IN  (n,) per-sample weights or None (all equal)
         const int64_t[::1] order,            # IN  (n,) this epoch's row order, or None (0..n-1)
-        const int64_t[::1] bounds,           # IN  (n_batches + 1,) batch b is order[bounds[b]:bounds[b+1]]
-        floating[:, ::1] x_batch,            # workspace (max batch, n_in), used with order
-        int64_t[::1] label_batch,            # workspace (max batch,), used with order and labels
-        floating[:, ::1] target_batch,       # workspace (max batch, k), used with order and targets
-        floating[::1] weight_batch,          # workspace (max batch,), used with sample_weight
-        const int32_t[::1] kinds,            # IN  (n_layers,) LINEAR, RELU, ... per layer
-        const int64_t[::1] widths,           # IN  (n_layers + 1,) activation widths
-        const int64_t[:, ::1] param_off,     # IN  (n_layers, 2) weight/gamma and bias/beta offsets, -1 for none
-        const int64_t[:, ::1] buffer_off,    # IN  (n_layers, 2) running mean/var offsets
-        const double[:, ::1] layer_args,     # IN  (n_layers, 2) dropout p; batch-norm eps, momentum
-        const uint64_t[:, ::1] seeds,        # IN  (n_batches, n_layers) dropout seeds
-        const int64_t[:, ::1] work_off,      # IN  (n_layers, 3) from workspace_layout
-        const int64_t[::1] grad_off,         # IN  (2,) from workspace_layout
-        floating[::1] params,                # IN/OUT flat parameters
-        floating[::1] grads,                 # OUT flat gradients (of the last batch run)
-        floating[::1] buffers,               # IN/OUT flat running statistics
-        floating[::1] work,                  # workspace of workspace_layout's size
-        double[::1] row_loss,                # workspace (max batch rows,)
+        const int64_t[::1] bounds not None,    # IN  (n_batches + 1,) batch b is order[bounds[b]:bounds[b+1]]
+        floating[:, ::1] x_batch not None,     # workspace (max batch, n_in), used with order
+        int64_t[::1] label_batch not None,     # workspace (max batch,), used with order and labels
+        floating[:, ::1] target_batch not None,   # workspace (max batch, k), used with order and targets
+        floating[::1] weight_batch not None,   # workspace (max batch,), used with sample_weight
+        const int32_t[::1] kinds not None,     # IN  (n_layers,) LINEAR, RELU, ... per layer
+        const int64_t[::1] widths not None,    # IN  (n_layers + 1,) activation widths
+        const int64_t[:, ::1] param_off not None,   # IN  (n_layers, 2) weight/gamma and bias/beta offsets, -1 for none
+        const int64_t[:, ::1] buffer_off not None,   # IN  (n_layers, 2) running mean/var offsets
+        const double[:, ::1] layer_args not None,   # IN  (n_layers, 2) dropout p; batch-norm eps, momentum
+        const uint64_t[:, ::1] seeds not None,   # IN  (n_batches, n_layers) dropout seeds
+        const int64_t[:, ::1] work_off not None,   # IN  (n_layers, 3) from workspace_layout
+        const int64_t[::1] grad_off not None,   # IN  (2,) from workspace_layout
+        floating[::1] params not None,         # IN/OUT flat parameters
+        floating[::1] grads not None,          # OUT flat gradients (of the last batch run)
+        floating[::1] buffers not None,        # IN/OUT flat running statistics
+        floating[::1] work not None,           # workspace of workspace_layout's size
+        double[::1] row_loss not None,         # workspace (max batch rows,)
         int loss_kind, double label_smoothing,
         double loss_scale, double grad_scale,           # the loss value and its gradient times these
         Py_ssize_t n_penalised, double l1, double l2,   # penalties on params[:n_penalised]
         double l2_per_weight,                # plus l2_per_weight / (the batch's weight sum) * sum(w^2)
-        int opt_kind, const double[::1] opt_args,       # OPT_ARGS
+        int opt_kind, const double[::1] opt_args not None,   # OPT_ARGS
         floating[::1] state1, floating[::1] state2,     # IN/OUT optimizer state (momentum; Adam moments)
-        int64_t[::1] step_count,             # IN/OUT (1,) optimizer steps taken so far
-        double[::1] batch_losses,            # OUT (n_batches,) loss + penalty of each batch
+        int64_t[::1] step_count not None,      # IN/OUT (1,) optimizer steps taken so far
+        double[::1] batch_losses not None,     # OUT (n_batches,) loss + penalty of each batch
         int n_threads):
     """Run every batch: gather its rows, forward, loss, backward, penalties, optimizer step.
 
@@ -246,8 +264,8 @@ def train_epoch(
     Returns the number of batches completed. A batch whose loss (with penalties) is not
     finite stops the epoch before its update: the caller reports it.
     """
-    cdef Py_ssize_t l, k, completed
-    cdef Py_ssize_t n_layers = kinds.shape[0]
+    cdef Py_ssize_t l, k, completed, widest = 0
+    cdef Py_ssize_t n_layers = kinds.shape[0], n_batches = bounds.shape[0] - 1
     cdef Py_ssize_t n_params = params.shape[0], n_in = X.shape[1], first_param_layer = n_layers
     cdef floating* p = &params[0]
     cdef floating* gr = &grads[0]
@@ -260,11 +278,40 @@ def train_epoch(
     cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
     cdef const int64_t* perm = &order[0] if order is not None else NULL
 
+    # what the caller (fastnn.nn._compiled.EpochRunner) guarantees, checked: a wrong size
+    # would read or write out of bounds
+    if widths.shape[0] != n_layers + 1 or X.shape[1] != widths[0] or \
+            work_off.shape[0] != n_layers or work_off.shape[1] != 3 or \
+            param_off.shape[0] != n_layers or buffer_off.shape[0] != n_layers or \
+            layer_args.shape[0] != n_layers:
+        raise ValueError("X and the plan's arrays do not describe the same layers")
+    if grads.shape[0] != n_params or (s1 != NULL and state1.shape[0] != n_params) or \
+            (s2 != NULL and state2.shape[0] != n_params) or n_penalised > n_params:
+        raise ValueError("grads and the optimizer state must have the parameters' size")
+    k = widths[n_layers]
+    if (lab != NULL and labels.shape[0] != X.shape[0]) or \
+            (tgt != NULL and (targets.shape[0] != X.shape[0] or targets.shape[1] != k)) or \
+            (sw != NULL and sample_weight.shape[0] != X.shape[0]):
+        raise ValueError("labels, targets and sample_weight must have one row per sample")
+    if lab != NULL and not rows_in_range(labels, k):
+        raise ValueError(f"labels must lie in [0, {k})")
+    for l in range(n_layers + 1):
+        widest = max(widest, widths[l])
+    if n_batches >= 0 and (
+            grad_off.shape[0] != 2 or grad_off[0] < 0 or grad_off[1] < 0 or
+            max(grad_off[0], grad_off[1]) + bounds_max(bounds) * widest > work.shape[0] or
+            not workspace_fits(work_off, widths, bounds_max(bounds), work.shape[0])):
+        raise ValueError("the workspace is smaller than a batch")
+    if n_batches >= 0 and (
+            row_loss.shape[0] < bounds_max(bounds) or batch_losses.shape[0] < n_batches or
+            seeds.shape[0] < n_batches or seeds.shape[1] < n_layers or
+            step_count.shape[0] < 1 or opt_args.shape[0] < N_OPT_ARGS):
+        raise ValueError("a per-batch or per-step array is too short")
+
     for l in range(n_layers):
         if kinds[l] == LAYER_LINEAR or kinds[l] == LAYER_BATCHNORM:
             first_param_layer = l
             break
-    k = widths[n_layers]
     if bounds.shape[0] < 1 or bounds[bounds.shape[0] - 1] > X.shape[0] or \
             (perm != NULL and order.shape[0] < bounds[bounds.shape[0] - 1]):
         raise ValueError("the batches reach past the samples")
@@ -484,7 +531,7 @@ cdef class Predictor:
         written only before it). Each chunk is checked while in cache, just before its
         products: about 0.2 us for one 784-wide row and 18 us for 256, where NumPy's
         check over X took 1.8 and 25 us."""
-        cdef Py_ssize_t lo, n, l, total = X.shape[0], n_layers = self.kinds.shape[0]
+        cdef Py_ssize_t lo, n, total = X.shape[0], n_layers = self.kinds.shape[0]
         cdef Py_ssize_t k = self.widths[n_layers], n_in = X.shape[1]
         cdef bint finite = True
         cdef floating* params
@@ -512,10 +559,8 @@ cdef class Predictor:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         if work_off.shape[0] != n_layers or work_off.shape[1] < 1:
             raise ValueError("work_off does not have one row per layer")
-        for l in range(n_layers):
-            if work_off[l, 0] < 0 or \
-                    work_off[l, 0] + min(chunk, total) * self.widths[l + 1] > work.shape[0]:
-                raise ValueError("the workspace is smaller than a chunk")
+        if not workspace_fits(work_off, self.widths, min(chunk, total), work.shape[0]):
+            raise ValueError("the workspace is smaller than a chunk")
         if total == 0:
             return True
         blas_threads_enter(n_threads, largest_product(self.kinds, self.widths,
