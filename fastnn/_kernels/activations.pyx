@@ -6,9 +6,9 @@ boundary. # IN arrays are read, # OUT arrays are written, nothing is allocated h
 from cython cimport floating
 
 
-def forward(int kind,                 # ACT_RELU, ACT_SIGMOID or ACT_TANH
-            const floating[::1] x,    # IN
-            floating[::1] y,          # OUT
+def forward(int kind,                        # ACT_RELU, ACT_SIGMOID or ACT_TANH
+            const floating[::1] x not None,  # IN
+            floating[::1] y not None,        # OUT
             int n_threads):
     cdef Py_ssize_t n = x.shape[0]
     if n == 0:
@@ -18,9 +18,9 @@ def forward(int kind,                 # ACT_RELU, ACT_SIGMOID or ACT_TANH
 
 
 def backward(int kind,
-             const floating[::1] a,   # IN  forward input x (ReLU) or output y (sigmoid, tanh)
-             const floating[::1] dy,  # IN
-             floating[::1] dx,        # OUT
+             const floating[::1] a not None,   # IN  forward input x (ReLU) or output y (sigmoid, tanh)
+             const floating[::1] dy not None,  # IN
+             floating[::1] dx not None,        # OUT
              int n_threads):
     cdef Py_ssize_t n = a.shape[0]
     if n == 0:

@@ -2,15 +2,15 @@
 from cython cimport floating
 
 
-def batchnorm_forward(const floating[:, ::1] x,       # IN  (n, d), n >= 1
-                      const floating[::1] gamma,      # IN  (d,)
-                      const floating[::1] beta,       # IN  (d,)
+def batchnorm_forward(const floating[:, ::1] x not None,   # IN  (n, d), n >= 1
+                      const floating[::1] gamma not None,  # IN  (d,)
+                      const floating[::1] beta not None,   # IN  (d,)
                       double eps,
-                      floating[:, ::1] y,             # OUT (n, d)
-                      floating[:, ::1] x_hat,         # OUT (n, d)
-                      floating[::1] mean,             # OUT (d,) batch mean
-                      floating[::1] var,              # OUT (d,) biased batch variance
-                      floating[::1] inv_std,          # OUT (d,) 1 / sqrt(var + eps)
+                      floating[:, ::1] y not None,         # OUT (n, d)
+                      floating[:, ::1] x_hat not None,     # OUT (n, d)
+                      floating[::1] mean not None,         # OUT (d,) batch mean
+                      floating[::1] var not None,          # OUT (d,) biased batch variance
+                      floating[::1] inv_std not None,      # OUT (d,) 1 / sqrt(var + eps)
                       int n_threads):
     if x.shape[1] == 0:
         return
@@ -20,13 +20,13 @@ def batchnorm_forward(const floating[:, ::1] x,       # IN  (n, d), n >= 1
                                n_threads)
 
 
-def batchnorm_backward(const floating[:, ::1] dy,      # IN  (n, d)
-                       const floating[:, ::1] x_hat,   # IN  (n, d)
-                       const floating[::1] inv_std,    # IN  (d,)
-                       const floating[::1] gamma,      # IN  (d,)
-                       floating[:, ::1] dx,            # OUT (n, d)
-                       floating[::1] dgamma,           # OUT (d,)
-                       floating[::1] dbeta,            # OUT (d,)
+def batchnorm_backward(const floating[:, ::1] dy not None,     # IN  (n, d)
+                       const floating[:, ::1] x_hat not None,  # IN  (n, d)
+                       const floating[::1] inv_std not None,   # IN  (d,)
+                       const floating[::1] gamma not None,     # IN  (d,)
+                       floating[:, ::1] dx not None,           # OUT (n, d)
+                       floating[::1] dgamma not None,          # OUT (d,)
+                       floating[::1] dbeta not None,           # OUT (d,)
                        int n_threads):
     if dy.shape[1] == 0:
         return
@@ -35,13 +35,13 @@ def batchnorm_backward(const floating[:, ::1] dy,      # IN  (n, d)
                                 &dgamma[0], &dbeta[0], dy.shape[0], dy.shape[1], n_threads)
 
 
-def batchnorm_eval(const floating[:, ::1] x,              # IN  (n, d)
-                   const floating[::1] gamma,             # IN  (d,)
-                   const floating[::1] beta,              # IN  (d,)
-                   const floating[::1] running_mean,      # IN  (d,)
-                   const floating[::1] running_var,       # IN  (d,)
+def batchnorm_eval(const floating[:, ::1] x not None,          # IN  (n, d)
+                   const floating[::1] gamma not None,         # IN  (d,)
+                   const floating[::1] beta not None,          # IN  (d,)
+                   const floating[::1] running_mean not None,  # IN  (d,)
+                   const floating[::1] running_var not None,   # IN  (d,)
                    double eps,
-                   floating[:, ::1] y):                   # OUT (n, d)
+                   floating[:, ::1] y not None):               # OUT (n, d)
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
     with nogil:
@@ -49,11 +49,11 @@ def batchnorm_eval(const floating[:, ::1] x,              # IN  (n, d)
                             &running_var[0], eps, &y[0, 0], x.shape[0], x.shape[1])
 
 
-def batchnorm_running_update(const floating[::1] mean,        # IN  (d,) biased batch mean
-                             const floating[::1] var,         # IN  (d,) biased batch variance
-                             Py_ssize_t n, double momentum,   # n >= 2 rows in the batch
-                             floating[::1] running_mean,      # IN/OUT (d,)
-                             floating[::1] running_var):      # IN/OUT (d,)
+def batchnorm_running_update(const floating[::1] mean not None,    # IN  (d,) biased batch mean
+                             const floating[::1] var not None,     # IN  (d,) biased batch variance
+                             Py_ssize_t n, double momentum,        # n >= 2 rows in the batch
+                             floating[::1] running_mean not None,  # IN/OUT (d,)
+                             floating[::1] running_var not None):  # IN/OUT (d,)
     if mean.shape[0] == 0:
         return
     with nogil:

@@ -3,11 +3,11 @@ from cython cimport floating
 from libc.stdint cimport uint64_t
 
 
-def dropout(const floating[::1] x,   # IN
-            double p,                # in [0, 1), checked by the caller
+def dropout(const floating[::1] x not None,  # IN
+            double p,                        # in [0, 1), checked by the caller
             uint64_t seed,
-            floating[::1] y,         # OUT y = x * mask
-            floating[::1] mask,      # OUT 0 for a dropped unit, 1 / (1 - p) for a kept one
+            floating[::1] y not None,        # OUT y = x * mask
+            floating[::1] mask not None,     # OUT 0 for a dropped unit, 1 / (1 - p) for a kept one
             int n_threads):
     if x.shape[0] == 0:
         return

@@ -4,10 +4,10 @@ from cython cimport floating
 from fastnn._kernels.parallel cimport blas_threads_enter, blas_threads_exit
 
 
-def linear_forward(const floating[:, ::1] x,   # IN  (n, n_in)
-                   const floating[:, ::1] w,   # IN  (n_in, n_out)
-                   const floating[::1] b,      # IN  (n_out,) or None
-                   floating[:, ::1] y,         # OUT (n, n_out)
+def linear_forward(const floating[:, ::1] x not None,  # IN  (n, n_in)
+                   const floating[:, ::1] w not None,  # IN  (n_in, n_out)
+                   const floating[::1] b,              # IN  (n_out,) or None
+                   floating[:, ::1] y not None,        # OUT (n, n_out)
                    int n_threads):
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef const floating* b_ptr = NULL
@@ -23,12 +23,12 @@ def linear_forward(const floating[:, ::1] x,   # IN  (n, n_in)
         blas_threads_exit()
 
 
-def linear_backward(const floating[:, ::1] x,    # IN  (n, n_in)
-                    const floating[:, ::1] w,    # IN  (n_in, n_out)
-                    const floating[:, ::1] dy,   # IN  (n, n_out)
-                    floating[:, ::1] dx,         # OUT (n, n_in), or None to skip it
-                    floating[:, ::1] dw,         # OUT (n_in, n_out)
-                    floating[::1] db,            # OUT (n_out,), or None to skip it
+def linear_backward(const floating[:, ::1] x not None,   # IN  (n, n_in)
+                    const floating[:, ::1] w not None,   # IN  (n_in, n_out)
+                    const floating[:, ::1] dy not None,  # IN  (n, n_out)
+                    floating[:, ::1] dx,                 # OUT (n, n_in), or None to skip it
+                    floating[:, ::1] dw not None,        # OUT (n_in, n_out)
+                    floating[::1] db,                    # OUT (n_out,), or None to skip it
                     int n_threads):
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef floating* dx_ptr = NULL

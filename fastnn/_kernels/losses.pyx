@@ -5,18 +5,18 @@ All arrays flat, C-contiguous, of one dtype and one size >= 1, checked by the ca
 from cython cimport floating
 
 
-def mse(const floating[::1] z,    # IN  outputs
-        const floating[::1] t,    # IN  targets
-        floating[::1] dz):        # OUT gradient of the mean loss
+def mse(const floating[::1] z not None,  # IN  outputs
+        const floating[::1] t not None,  # IN  targets
+        floating[::1] dz not None):      # OUT gradient of the mean loss
     cdef double loss
     with nogil:
         loss = mse_core(&z[0], &t[0], &dz[0], z.shape[0])
     return loss
 
 
-def bce_with_logits(const floating[::1] z,    # IN  logits
-                    const floating[::1] t,    # IN  targets in [0, 1]
-                    floating[::1] dz):        # OUT gradient of the mean loss
+def bce_with_logits(const floating[::1] z not None,  # IN  logits
+                    const floating[::1] t not None,  # IN  targets in [0, 1]
+                    floating[::1] dz not None):      # OUT gradient of the mean loss
     cdef double loss
     with nogil:
         loss = bce_with_logits_core(&z[0], &t[0], &dz[0], z.shape[0])

@@ -2,8 +2,8 @@
 from cython cimport floating
 
 
-def penalty_step(const floating[::1] w,   # IN  weights
-                 floating[::1] grad,      # IN/OUT gradient of those weights
+def penalty_step(const floating[::1] w not None,  # IN  weights
+                 floating[::1] grad not None,     # IN/OUT gradient of those weights
                  double l1, double l2, int n_threads):
     """Return l1 * sum|w| + l2 * sum(w^2) and add its gradient to grad."""
     cdef double out = 0
@@ -15,9 +15,9 @@ def penalty_step(const floating[::1] w,   # IN  weights
     return out
 
 
-def sgd_step(floating[::1] param,          # IN/OUT
-             const floating[::1] grad,     # IN
-             floating[::1] momentum_buf,   # IN/OUT (unused when momentum == 0)
+def sgd_step(floating[::1] param not None,         # IN/OUT
+             const floating[::1] grad not None,    # IN
+             floating[::1] momentum_buf not None,  # IN/OUT (unused when momentum == 0)
              double lr, double momentum, double dampening, bint nesterov,
              double weight_decay, bint first_step, int n_threads):
     if param.shape[0]:
@@ -26,10 +26,10 @@ def sgd_step(floating[::1] param,          # IN/OUT
                           nesterov, weight_decay, first_step, param.shape[0], n_threads)
 
 
-def adam_step(floating[::1] param,         # IN/OUT
-              const floating[::1] grad,    # IN
-              floating[::1] exp_avg,       # IN/OUT first moment
-              floating[::1] exp_avg_sq,    # IN/OUT second moment
+def adam_step(floating[::1] param not None,       # IN/OUT
+              const floating[::1] grad not None,  # IN
+              floating[::1] exp_avg not None,     # IN/OUT first moment
+              floating[::1] exp_avg_sq not None,  # IN/OUT second moment
               double lr, double beta1, double beta2, double eps,
               double weight_decay, bint decoupled, long step, int n_threads):
     if param.shape[0]:

@@ -249,18 +249,18 @@ STATE_FIELDS = {"t": S_T, "best": S_BEST, "epochs": S_EPOCHS, "done": S_DONE,
                 "nonfinite": S_NONFINITE}
 
 
-def fit_ovr(const floating[:, ::1] X,            # IN (n, d)
-            const floating[:, ::1] Y,            # IN (k, n) +1 / -1 per problem
-            const floating[::1] sw,              # IN (n,) sample weights
-            const unsigned char[::1] val_mask,   # IN (n,)
-            floating[:, ::1] W,                  # IN/OUT (k, d)
-            double[::1] B,                       # IN/OUT (k,)
-            floating[:, ::1] Q,                  # IN/OUT (k, d) L1 bookkeeping
-            Py_ssize_t[:, ::1] order,            # IN/OUT (k, n) visiting orders
-            double[:, ::1] state,                # IN/OUT (k, N_STATE)
-            const uint64_t[::1] seeds,           # IN (k,) one shuffle stream per problem
-            const double[::1] pos_weight,        # IN (k,)
-            const double[::1] neg_weight,        # IN (k,)
+def fit_ovr(const floating[:, ::1] X not None,           # IN (n, d)
+            const floating[:, ::1] Y not None,           # IN (k, n) +1 / -1 per problem
+            const floating[::1] sw not None,             # IN (n,) sample weights
+            const unsigned char[::1] val_mask not None,  # IN (n,)
+            floating[:, ::1] W not None,                 # IN/OUT (k, d)
+            double[::1] B not None,                      # IN/OUT (k,)
+            floating[:, ::1] Q not None,                 # IN/OUT (k, d) L1 bookkeeping
+            Py_ssize_t[:, ::1] order not None,           # IN/OUT (k, n) visiting orders
+            double[:, ::1] state not None,               # IN/OUT (k, N_STATE)
+            const uint64_t[::1] seeds not None,          # IN (k,) one shuffle stream per problem
+            const double[::1] pos_weight not None,       # IN (k,)
+            const double[::1] neg_weight not None,       # IN (k,)
             int n_epochs, int penalty, double alpha, double l1_ratio, double eta,
             bint fit_intercept, double tol, int n_iter_no_change, bint shuffle,
             bint early_stopping, int n_threads):

@@ -6,19 +6,19 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 
-def softmax(const floating[:, ::1] z,   # IN  (n, k)
-            floating[:, ::1] out,       # OUT (n, k)
-            bint log_output,            # log_softmax instead of softmax
+def softmax(const floating[:, ::1] z not None,  # IN  (n, k)
+            floating[:, ::1] out not None,      # OUT (n, k)
+            bint log_output,                    # log_softmax instead of softmax
             int n_threads):
     with nogil:
         softmax_rows(&z[0, 0], &out[0, 0], z.shape[0], z.shape[1], log_output, n_threads)
 
 
-def cross_entropy_labels(const floating[:, ::1] z,      # IN  (n, k) logits
-                         const int64_t[::1] labels,     # IN  (n,) in [0, k)
-                         double smoothing,              # label smoothing in [0, 1]
-                         floating[:, ::1] dz,           # OUT (n, k)
-                         double[::1] row_loss,          # OUT (n,) workspace
+def cross_entropy_labels(const floating[:, ::1] z not None,   # IN  (n, k) logits
+                         const int64_t[::1] labels not None,  # IN  (n,) in [0, k)
+                         double smoothing,                    # label smoothing in [0, 1]
+                         floating[:, ::1] dz not None,        # OUT (n, k)
+                         double[::1] row_loss not None,       # OUT (n,) workspace
                          int n_threads):
     cdef double loss
     with nogil:
@@ -27,10 +27,10 @@ def cross_entropy_labels(const floating[:, ::1] z,      # IN  (n, k) logits
     return loss
 
 
-def cross_entropy_probs(const floating[:, ::1] z,       # IN  (n, k) logits
-                        const floating[:, ::1] target,  # IN  (n, k) finite
-                        floating[:, ::1] dz,            # OUT (n, k)
-                        double[::1] row_loss,           # OUT (n,) workspace
+def cross_entropy_probs(const floating[:, ::1] z not None,       # IN  (n, k) logits
+                        const floating[:, ::1] target not None,  # IN  (n, k) finite
+                        floating[:, ::1] dz not None,            # OUT (n, k)
+                        double[::1] row_loss not None,           # OUT (n,) workspace
                         int n_threads):
     cdef double loss
     with nogil:
@@ -39,7 +39,7 @@ def cross_entropy_probs(const floating[:, ::1] z,       # IN  (n, k) logits
     return loss
 
 
-def exp(const floating[::1] x, floating[::1] out):
+def exp(const floating[::1] x not None, floating[::1] out not None):
     """out = exp(x) with the vectorised exp of the softmax cores (for the tests)."""
     cdef Py_ssize_t i
     if out.shape[0] != x.shape[0]:
@@ -49,8 +49,8 @@ def exp(const floating[::1] x, floating[::1] out):
             out[i] = exp_vector(x[i])
 
 
-def one_hot(const int64_t[::1] labels,   # IN  (n,) in [0, k)
-            floating[:, ::1] out):       # OUT (n, k)
+def one_hot(const int64_t[::1] labels not None,  # IN  (n,) in [0, k)
+            floating[:, ::1] out not None):      # OUT (n, k)
     cdef Py_ssize_t i, j, n = out.shape[0], k = out.shape[1]
     with nogil:
         for i in range(n):

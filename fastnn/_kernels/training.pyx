@@ -503,9 +503,10 @@ cdef class Predictor:
     cdef double[::1] buffers64
     cdef bint float64                  # which pair of the two above holds the model
 
-    def __init__(self, const int32_t[::1] kinds, const int64_t[::1] widths,
-                 const int64_t[:, ::1] param_off, const int64_t[:, ::1] buffer_off,
-                 const double[:, ::1] layer_args, params, buffers):
+    def __init__(self, const int32_t[::1] kinds not None, const int64_t[::1] widths not None,
+                 const int64_t[:, ::1] param_off not None,
+                 const int64_t[:, ::1] buffer_off not None,
+                 const double[:, ::1] layer_args not None, params, buffers):
         self.kinds = kinds
         self.widths = widths
         self.param_off = param_off
