@@ -206,6 +206,21 @@ ctypedef struct AdamStep:
     bint decoupled
 
 
+cdef inline floating adam_moments(floating g, floating* m_io, floating* v_io, floating b2,
+                                  floating one_minus_b1, floating one_minus_b2,
+                                  floating step_size, floating epsilon) noexcept nogil:
+    """Advance one element's moments by its gradient g; return its step,
+    step_size * m / (sqrt(v) + epsilon). Inlined into both loops of adam_range."""
+    cdef floating m = m_io[0] + one_minus_b1 * (g - m_io[0])     # PyTorch's lerp form
+    cdef floating v = b2 * v_io[0] + one_minus_b2 * g * g
+    m_io[0] = m
+    v_io[0] = v
+    if floating is float:
+        return step_size * (m / (sqrtf(v) + epsilon))
+    else:
+        return step_size * (m / (sqrt(v) + epsilon))
+
+
 cdef inline void adam_range(floating* param, const floating* grad, floating* exp_avg,
                             floating* exp_avg_sq, const AdamStep* s, Py_ssize_t lo,
                             Py_ssize_t hi) noexcept nogil:
@@ -219,32 +234,17 @@ cdef inline void adam_range(floating* param, const floating* grad, floating* exp
     cdef floating b2 = <floating>s.beta2
     cdef floating one_minus_b1 = <floating>s.one_minus_beta1
     cdef floating one_minus_b2 = <floating>s.one_minus_beta2
-    cdef floating g, m, v, denom
     if not s.decoupled and s.weight_decay != 0:
         for i in range(lo, hi):
-            g = grad[i] + wd * param[i]
-            m = exp_avg[i] + one_minus_b1 * (g - exp_avg[i])     # PyTorch's lerp form
-            v = b2 * exp_avg_sq[i] + one_minus_b2 * g * g
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            if floating is float:
-                denom = sqrtf(v) + epsilon
-            else:
-                denom = sqrt(v) + epsilon
-            param[i] = param[i] - step_size * (m / denom)
+            param[i] = param[i] - adam_moments(grad[i] + wd * param[i], &exp_avg[i],
+                                               &exp_avg_sq[i], b2, one_minus_b1,
+                                               one_minus_b2, step_size, epsilon)
         return
     # decay is 1 unless decoupled, and p * 1 is p exactly
     for i in range(lo, hi):
-        g = grad[i]
-        m = exp_avg[i] + one_minus_b1 * (g - exp_avg[i])
-        v = b2 * exp_avg_sq[i] + one_minus_b2 * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if floating is float:
-            denom = sqrtf(v) + epsilon
-        else:
-            denom = sqrt(v) + epsilon
-        param[i] = param[i] * decay - step_size * (m / denom)
+        param[i] = param[i] * decay - adam_moments(grad[i], &exp_avg[i], &exp_avg_sq[i], b2,
+                                                   one_minus_b1, one_minus_b2, step_size,
+                                                   epsilon)
 
 
 cdef inline void adam_chunk_float(void* step, long lo, long hi) noexcept nogil:
