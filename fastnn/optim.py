@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from fastnn._aligned import aligned_zeros
 from fastnn._config import get_num_threads
 from fastnn._kernels import optimizers as _kernels
 from fastnn.nn.parameter import Parameter
@@ -128,7 +129,7 @@ class Optimizer:
         states = self.__dict__.setdefault("_" + name, {})
         arr = states.get(i)
         if arr is None:
-            arr = states[i] = np.zeros_like(like)
+            arr = states[i] = aligned_zeros(like.shape, like.dtype)
         return arr
 
 

@@ -70,6 +70,12 @@ SGD, ADAM, ADAMW = range(3)
 OPT_ARGS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps")
 
 
+cdef inline Py_ssize_t line_up(Py_ssize_t offset) noexcept:
+    """offset rounded up to 16 elements: every slot starts on a 64-byte line when the
+    workspace does (fastnn._aligned), so BLAS reads its rows without split loads."""
+    return (offset + 15) & ~<Py_ssize_t>15
+
+
 def workspace_layout(kinds, widths, Py_ssize_t max_batch, bint training):
     """Offsets (n_layers, 3) into one workspace, and its size, for batches of up to max_batch
     rows: every layer's output, dropout masks and batch-norm caches (training only), then
@@ -78,17 +84,20 @@ def workspace_layout(kinds, widths, Py_ssize_t max_batch, bint training):
     offsets = np.full((len(kinds), 3), -1, dtype=np.int64)
     for l, kind in enumerate(kinds):
         w = widths[l + 1]
-        offsets[l, WORK_OUT] = size
+        offsets[l, WORK_OUT] = size = line_up(size)
         size += max_batch * w
         if training and kind in (DROPOUT, BATCHNORM):
-            offsets[l, WORK_AUX] = size
+            offsets[l, WORK_AUX] = size = line_up(size)
             size += max_batch * w
         if training and kind == BATCHNORM:
-            offsets[l, WORK_STATS] = size
+            offsets[l, WORK_STATS] = size = line_up(size)
             size += 3 * w
-    grad_offsets = np.array([size, size + max_batch * max(widths)], dtype=np.int64)
     if training:
-        size += 2 * max_batch * max(widths)
+        grad = line_up(size)
+        grad_offsets = np.array([grad, line_up(grad + max_batch * max(widths))], dtype=np.int64)
+        size = grad_offsets[1] + max_batch * max(widths)
+    else:
+        grad_offsets = np.array([size, size + max_batch * max(widths)], dtype=np.int64)
     return offsets, grad_offsets, size
 
 

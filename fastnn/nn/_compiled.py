@@ -9,6 +9,7 @@ an optimizer subclass) simply takes the layer-by-layer path.
 """
 import numpy as np
 
+from fastnn._aligned import aligned_empty
 from fastnn._config import get_num_threads
 from fastnn._kernels import training as _kernel
 from fastnn.nn.layers import BatchNorm1d, Dropout, Linear, ReLU, Sigmoid, Tanh
@@ -83,7 +84,7 @@ class Plan:
     def workspace(self, max_batch, training, dtype):
         """(offsets, gradient offsets, a fresh workspace)."""
         work_off, grad_off, size = self.layout(max_batch, training)
-        return work_off, grad_off, np.empty(size, dtype=dtype)
+        return work_off, grad_off, aligned_empty(size, dtype)
 
     def predict(self, X):
         """Eval-mode output for C-contiguous X of the model's dtype, or None when X holds
@@ -93,7 +94,7 @@ class Plan:
         try:
             work = self._spare_workspaces.pop()
         except IndexError:
-            work = np.empty(self.layout(PREDICT_CHUNK, False)[2], dtype=self.dtype)
+            work = aligned_empty(self.layout(PREDICT_CHUNK, False)[2], self.dtype)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         finite = self.predictor.predict(X, work_off, work, out, chunk, get_num_threads())
         self._spare_workspaces.append(work)
@@ -133,9 +134,9 @@ class EpochRunner:
         self.work_off, self.grad_off, self.work = plan.workspace(max_batch, True, model.dtype)
         self.row_loss = np.empty(max_batch, dtype=np.float64)
         # the rows of one shuffled batch, gathered by the kernel
-        self.x_batch = np.empty((max_batch, int(plan.widths[0])), dtype=model.dtype)
+        self.x_batch = aligned_empty((max_batch, int(plan.widths[0])), model.dtype)
         self.label_batch = np.empty(max_batch, dtype=np.int64)
-        self.target_batch = np.empty((max_batch, int(plan.widths[-1])), dtype=model.dtype)
+        self.target_batch = aligned_empty((max_batch, int(plan.widths[-1])), model.dtype)
         self.weight_batch = np.empty(max_batch, dtype=model.dtype)
         self.step_count = np.zeros(1, dtype=np.int64)
         if isinstance(opt, SGD):

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from fastnn._aligned import aligned_zeros
 from fastnn._validation import all_finite, as_numeric, positive_count
 from fastnn.nn import _compiled, _fused
 from fastnn.nn.callbacks import EarlyStopping, History
@@ -130,8 +131,8 @@ class Sequential(Module):
             for name, p in layer.named_parameters():
                 (penalised if name in pen else rest).append(p)
         ordered = penalised + rest
-        self._flat_params = np.zeros(sum(p.size for p in ordered), dtype=self.dtype)
-        self._flat_grads = np.zeros_like(self._flat_params)
+        self._flat_params = aligned_zeros(sum(p.size for p in ordered), self.dtype)
+        self._flat_grads = aligned_zeros(self._flat_params.size, self.dtype)
         offset = 0
         for p in ordered:
             p._bind(self._flat_params, self._flat_grads, offset)
@@ -142,7 +143,7 @@ class Sequential(Module):
                 p.name = f"{i}.{name}"
         buffers = [(layer, name, arr) for layer in self.layers
                    for name, arr in layer.buffers().items()]
-        self._flat_buffers = np.zeros(sum(a.size for _l, _n, a in buffers), dtype=self.dtype)
+        self._flat_buffers = aligned_zeros(sum(a.size for _l, _n, a in buffers), self.dtype)
         offset = 0
         for layer, name, arr in buffers:
             layer._bind_buffer(name, self._flat_buffers[offset:offset + arr.size])
