@@ -4,7 +4,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, tanh, tanhf
 
-from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
+from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, part_start, threads_for
 
 cdef enum Activation:
     ACT_IDENTITY = 0
@@ -42,43 +42,65 @@ cdef inline floating activate(int kind, floating x) noexcept nogil:
     return x
 
 
-cdef inline void activation_forward_n(int kind, const floating* x, floating* y,
-                                      Py_ssize_t n, int n_threads) noexcept nogil:
+cdef inline void activation_forward_range(int kind, const floating* x, floating* y,
+                                          Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     # One loop per kind, so each inner loop is branch-free.
     cdef Py_ssize_t i
-    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
     if kind == ACT_RELU:
-        for i in prange(n, schedule="static", num_threads=t):
+        for i in range(lo, hi):
             y[i] = activate(ACT_RELU, x[i])
     elif kind == ACT_SIGMOID:
-        for i in prange(n, schedule="static", num_threads=t):
+        for i in range(lo, hi):
             y[i] = activate(ACT_SIGMOID, x[i])
     elif kind == ACT_TANH:
-        for i in prange(n, schedule="static", num_threads=t):
+        for i in range(lo, hi):
             y[i] = activate(ACT_TANH, x[i])
     else:
-        for i in prange(n, schedule="static", num_threads=t):
+        for i in range(lo, hi):
             y[i] = x[i]
+
+
+cdef inline void activation_forward_n(int kind, const floating* x, floating* y,
+                                      Py_ssize_t n, int n_threads) noexcept nogil:
+    cdef Py_ssize_t c
+    cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
+    if t == 1:          # no OpenMP region: see common.pxd
+        activation_forward_range(kind, x, y, 0, n)
+        return
+    for c in prange(t, schedule="static", num_threads=t):
+        activation_forward_range(kind, x, y, part_start(n, t, c), part_start(n, t, c + 1))
+
+
+cdef inline void activation_backward_range(int kind, const floating* x, const floating* y,
+                                           const floating* dy, floating* dx,
+                                           Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d
+    if kind == ACT_RELU:
+        for i in range(lo, hi):
+            # both loads up front: a select, not a branch, so the loop vectorises
+            d = dy[i]
+            dx[i] = d if x[i] > 0 else 0
+    elif kind == ACT_SIGMOID:
+        for i in range(lo, hi):
+            dx[i] = dy[i] * y[i] * (1 - y[i])
+    elif kind == ACT_TANH:
+        for i in range(lo, hi):
+            dx[i] = dy[i] * (1 - y[i] * y[i])
+    else:
+        for i in range(lo, hi):
+            dx[i] = dy[i]
 
 
 cdef inline void activation_backward_n(int kind, const floating* x, const floating* y,
                                        const floating* dy, floating* dx,
                                        Py_ssize_t n, int n_threads) noexcept nogil:
     """x may be NULL for sigmoid and tanh, y may be NULL for ReLU."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t c
     cdef int t = threads_for(n, MIN_PARALLEL_ELEMENTS, n_threads)
-    cdef floating d
-    if kind == ACT_RELU:
-        for i in prange(n, schedule="static", num_threads=t):
-            # both loads up front: a select, not a branch, so the loop vectorises
-            d = dy[i]
-            dx[i] = d if x[i] > 0 else 0
-    elif kind == ACT_SIGMOID:
-        for i in prange(n, schedule="static", num_threads=t):
-            dx[i] = dy[i] * y[i] * (1 - y[i])
-    elif kind == ACT_TANH:
-        for i in prange(n, schedule="static", num_threads=t):
-            dx[i] = dy[i] * (1 - y[i] * y[i])
-    else:
-        for i in prange(n, schedule="static", num_threads=t):
-            dx[i] = dy[i]
+    if t == 1:
+        activation_backward_range(kind, x, y, dy, dx, 0, n)
+        return
+    for c in prange(t, schedule="static", num_threads=t):
+        activation_backward_range(kind, x, y, dy, dx, part_start(n, t, c),
+                                  part_start(n, t, c + 1))

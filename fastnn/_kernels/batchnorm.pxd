@@ -61,10 +61,16 @@ cdef inline void batchnorm_forward_core(
         Py_ssize_t n, Py_ssize_t d, int n_threads) noexcept nogil:
     cdef Py_ssize_t b, n_blocks = (d + FEATURE_BLOCK - 1) // FEATURE_BLOCK
     cdef int t = threads_for(n * d, MIN_PARALLEL_ELEMENTS, n_threads)
-    for b in prange(n_blocks, schedule="static", num_threads=t):
-        batchnorm_forward_block(x, gamma, beta, eps, y, x_hat, mean, var, inv_std, n, d,
-                                b * FEATURE_BLOCK,
-                                min(<Py_ssize_t>FEATURE_BLOCK, d - b * FEATURE_BLOCK))
+    if t == 1:          # no OpenMP region: see common.pxd
+        for b in range(n_blocks):
+            batchnorm_forward_block(x, gamma, beta, eps, y, x_hat, mean, var, inv_std, n, d,
+                                    b * FEATURE_BLOCK,
+                                    min(<Py_ssize_t>FEATURE_BLOCK, d - b * FEATURE_BLOCK))
+    else:
+        for b in prange(n_blocks, schedule="static", num_threads=t):
+            batchnorm_forward_block(x, gamma, beta, eps, y, x_hat, mean, var, inv_std, n, d,
+                                    b * FEATURE_BLOCK,
+                                    min(<Py_ssize_t>FEATURE_BLOCK, d - b * FEATURE_BLOCK))
 
 
 cdef inline void batchnorm_backward_block(
@@ -107,10 +113,16 @@ cdef inline void batchnorm_backward_core(
     """dx = gamma * inv_std / n * (n * dy - sum(dy) - x_hat * sum(dy * x_hat))."""
     cdef Py_ssize_t b, n_blocks = (d + FEATURE_BLOCK - 1) // FEATURE_BLOCK
     cdef int t = threads_for(n * d, MIN_PARALLEL_ELEMENTS, n_threads)
-    for b in prange(n_blocks, schedule="static", num_threads=t):
-        batchnorm_backward_block(dy, x_hat, inv_std, gamma, dx, dgamma, dbeta, n, d,
-                                 b * FEATURE_BLOCK,
-                                 min(<Py_ssize_t>FEATURE_BLOCK, d - b * FEATURE_BLOCK))
+    if t == 1:          # no OpenMP region: see common.pxd
+        for b in range(n_blocks):
+            batchnorm_backward_block(dy, x_hat, inv_std, gamma, dx, dgamma, dbeta, n, d,
+                                     b * FEATURE_BLOCK,
+                                     min(<Py_ssize_t>FEATURE_BLOCK, d - b * FEATURE_BLOCK))
+    else:
+        for b in prange(n_blocks, schedule="static", num_threads=t):
+            batchnorm_backward_block(dy, x_hat, inv_std, gamma, dx, dgamma, dbeta, n, d,
+                                     b * FEATURE_BLOCK,
+                                     min(<Py_ssize_t>FEATURE_BLOCK, d - b * FEATURE_BLOCK))
 
 
 cdef inline void batchnorm_running_update_core(

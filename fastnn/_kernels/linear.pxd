@@ -30,9 +30,14 @@ cdef inline void column_sums(const floating* a, floating* out, Py_ssize_t n, Py_
     """out[j] = sum_i a[i, j], in double, rows in order (independent of the thread count)."""
     cdef Py_ssize_t b, n_blocks = (d + COLUMN_BLOCK - 1) // COLUMN_BLOCK
     cdef int t = threads_for(n * d, MIN_PARALLEL_ELEMENTS, n_threads)
-    for b in prange(n_blocks, schedule="static", num_threads=t):
-        column_block_sums(a, out, n, d, b * COLUMN_BLOCK,
-                          min(<Py_ssize_t>COLUMN_BLOCK, d - b * COLUMN_BLOCK))
+    if t == 1:          # no OpenMP region: see common.pxd
+        for b in range(n_blocks):
+            column_block_sums(a, out, n, d, b * COLUMN_BLOCK,
+                              min(<Py_ssize_t>COLUMN_BLOCK, d - b * COLUMN_BLOCK))
+    else:
+        for b in prange(n_blocks, schedule="static", num_threads=t):
+            column_block_sums(a, out, n, d, b * COLUMN_BLOCK,
+                              min(<Py_ssize_t>COLUMN_BLOCK, d - b * COLUMN_BLOCK))
 
 
 cdef inline void linear_forward_core(const floating* x, const floating* w,

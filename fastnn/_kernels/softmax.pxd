@@ -81,9 +81,14 @@ cdef inline void softmax_rows(const floating* z, floating* out, Py_ssize_t n, Py
                               bint log_output, int n_threads) noexcept nogil:
     cdef Py_ssize_t b, n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
     cdef int t = threads_for(n * k, MIN_PARALLEL_ELEMENTS, n_threads)
-    for b in prange(n_blocks, schedule="static", num_threads=t):
-        softmax_block(z + b * ROW_BLOCK * k, out + b * ROW_BLOCK * k,
-                      min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, log_output)
+    if t == 1:          # no OpenMP region: see common.pxd
+        for b in range(n_blocks):
+            softmax_block(z + b * ROW_BLOCK * k, out + b * ROW_BLOCK * k,
+                          min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, log_output)
+    else:
+        for b in prange(n_blocks, schedule="static", num_threads=t):
+            softmax_block(z + b * ROW_BLOCK * k, out + b * ROW_BLOCK * k,
+                          min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, log_output)
 
 
 cdef inline void cross_entropy_labels_block(
@@ -127,10 +132,16 @@ cdef inline double cross_entropy_labels_rows(
     cdef Py_ssize_t b, i, n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
     cdef int t = threads_for(n * k, MIN_PARALLEL_ELEMENTS, n_threads)
     cdef double total = 0
-    for b in prange(n_blocks, schedule="static", num_threads=t):
-        cross_entropy_labels_block(z + b * ROW_BLOCK * k, labels + b * ROW_BLOCK, smoothing,
-                                   dz + b * ROW_BLOCK * k, row_loss + b * ROW_BLOCK,
-                                   min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, n)
+    if t == 1:          # no OpenMP region: see common.pxd
+        for b in range(n_blocks):
+            cross_entropy_labels_block(z + b * ROW_BLOCK * k, labels + b * ROW_BLOCK, smoothing,
+                                       dz + b * ROW_BLOCK * k, row_loss + b * ROW_BLOCK,
+                                       min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, n)
+    else:
+        for b in prange(n_blocks, schedule="static", num_threads=t):
+            cross_entropy_labels_block(z + b * ROW_BLOCK * k, labels + b * ROW_BLOCK, smoothing,
+                                       dz + b * ROW_BLOCK * k, row_loss + b * ROW_BLOCK,
+                                       min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, n)
     # A serial sum: the loss must not depend on the thread count.
     for i in range(n):
         total += row_loss[i]
@@ -170,10 +181,16 @@ cdef inline double cross_entropy_probs_rows(
     cdef Py_ssize_t b, i, n_blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
     cdef int t = threads_for(n * k, MIN_PARALLEL_ELEMENTS, n_threads)
     cdef double total = 0
-    for b in prange(n_blocks, schedule="static", num_threads=t):
-        cross_entropy_probs_block(z + b * ROW_BLOCK * k, target + b * ROW_BLOCK * k,
-                                  dz + b * ROW_BLOCK * k, row_loss + b * ROW_BLOCK,
-                                  min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, n)
+    if t == 1:          # no OpenMP region: see common.pxd
+        for b in range(n_blocks):
+            cross_entropy_probs_block(z + b * ROW_BLOCK * k, target + b * ROW_BLOCK * k,
+                                      dz + b * ROW_BLOCK * k, row_loss + b * ROW_BLOCK,
+                                      min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, n)
+    else:
+        for b in prange(n_blocks, schedule="static", num_threads=t):
+            cross_entropy_probs_block(z + b * ROW_BLOCK * k, target + b * ROW_BLOCK * k,
+                                      dz + b * ROW_BLOCK * k, row_loss + b * ROW_BLOCK,
+                                      min(<Py_ssize_t>ROW_BLOCK, n - b * ROW_BLOCK), k, n)
     for i in range(n):
         total += row_loss[i]
     return total / n
