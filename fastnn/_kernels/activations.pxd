@@ -2,9 +2,14 @@
 # by the compiled training step, so that both paths do the very same arithmetic.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, tanh, tanhf
 
 from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, part_start, threads_for
+
+cdef extern from "fastnn_exp.h" nogil:
+    float fastnn_sigmoidf(float x)
+    double fastnn_sigmoid(double x)
+    float fastnn_tanhf(float x)
+    double fastnn_tanh(double x)
 
 cdef enum Activation:
     ACT_IDENTITY = 0
@@ -14,17 +19,11 @@ cdef enum Activation:
 
 
 cdef inline floating sigmoid_scalar(floating x) noexcept nogil:
-    # exp of a non-positive number only: no overflow for any finite x.
-    cdef floating e
+    # inline and branch-free (csrc/fastnn_exp.h), so loops over it vectorise
     if floating is float:
-        if x >= 0:
-            return 1.0 / (1.0 + expf(-x))
-        e = expf(x)
+        return fastnn_sigmoidf(x)
     else:
-        if x >= 0:
-            return 1.0 / (1.0 + exp(-x))
-        e = exp(x)
-    return e / (1.0 + e)
+        return fastnn_sigmoid(x)
 
 
 cdef inline floating activate(int kind, floating x) noexcept nogil:
@@ -36,9 +35,9 @@ cdef inline floating activate(int kind, floating x) noexcept nogil:
         return sigmoid_scalar(x)
     if kind == ACT_TANH:
         if floating is float:
-            return tanhf(x)
+            return fastnn_tanhf(x)
         else:
-            return tanh(x)
+            return fastnn_tanh(x)
     return x
 
 
