@@ -2,8 +2,8 @@
 
 NumPy aligns its allocations to 16 bytes only. OpenBLAS's small-matrix kernel then reads
 every row of a weight matrix with loads that straddle two cache lines: a one-row predict
-of the 784-256-128-10 network took 25-35 us with its weights 16, 32 or 48 bytes past a
-line and 13-18 us on a line (the first product alone, in C: 13-20 us against 7 us).
+of the 784-256-128-10 network took 19-35 us with its weights 16, 32 or 48 bytes past a
+line and 13-22 us on a line (the first product alone, in C: 13-20 us against 7-11 us).
 """
 import math
 
