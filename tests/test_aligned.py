@@ -46,7 +46,8 @@ def test_flat_buffers_optimizer_state_and_workspaces_start_on_a_line(dtype):
         for arr in (runner.work, runner.x_batch, runner.target_batch, *runner.state):
             assert _on_line(arr)
         model.predict(X)
-        assert all(_on_line(w) for w in model._predict_plan()._spare_workspaces)
+        spares = model._predict_plan()._spare_workspaces
+        assert spares and all(_on_line(w) for w in spares)
         model.fit(X, y, epochs=1, batch_size=16)
         assert _on_line(model._flat_params)
 

@@ -80,7 +80,7 @@ def workspace_layout(kinds, widths, Py_ssize_t max_batch, bint training):
     """Offsets (n_layers, 3) into one workspace, and its size, for batches of up to max_batch
     rows: every layer's output, dropout masks and batch-norm caches (training only), then
     two gradient buffers of the widest layer."""
-    cdef Py_ssize_t l, w, size = 0
+    cdef Py_ssize_t l, w, grad, size = 0
     offsets = np.full((len(kinds), 3), -1, dtype=np.int64)
     for l, kind in enumerate(kinds):
         w = widths[l + 1]
@@ -92,12 +92,10 @@ def workspace_layout(kinds, widths, Py_ssize_t max_batch, bint training):
         if training and kind == BATCHNORM:
             offsets[l, WORK_STATS] = size = line_up(size)
             size += 3 * w
+    grad = line_up(size)
+    grad_offsets = np.array([grad, line_up(grad + max_batch * max(widths))], dtype=np.int64)
     if training:
-        grad = line_up(size)
-        grad_offsets = np.array([grad, line_up(grad + max_batch * max(widths))], dtype=np.int64)
         size = grad_offsets[1] + max_batch * max(widths)
-    else:
-        grad_offsets = np.array([size, size + max_batch * max(widths)], dtype=np.int64)
     return offsets, grad_offsets, size
 
 
