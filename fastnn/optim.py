@@ -102,6 +102,7 @@ class Optimizer:
         state = self.__dict__.copy()
         state.pop("_arrays_cache", None)      # views: rebuilt from params after loading
         state.pop("_arrays_key", None)
+        state.pop("_hints", None)             # a hint for speed only (Adam._hint)
         return state
 
     @property
@@ -186,7 +187,20 @@ class Adam(Optimizer):
         _kernels.adam_step(data, grad, self._state("exp_avg", i, data),
                            self._state("exp_avg_sq", i, data), self.lr, beta1, beta2, self.eps,
                            self.weight_decay, self._decoupled, self.step_count,
-                           get_num_threads())
+                           get_num_threads(), self._hint(i, data))
+
+    def _hint(self, i, data):
+        """Group i's hint for the float32 kernel, which steers values on their way to
+        subnormal around its vector loop (csrc/fastnn_adam.h); None for float64. It
+        changes no result, so it is not saved with the optimizer."""
+        if data.dtype != np.float32:
+            return None
+        hints = self.__dict__.setdefault("_hints", {})
+        size = _kernels.adam_hint_size(data.size)
+        hint = hints.get(i)
+        if hint is None or hint.shape[0] != size:
+            hint = hints[i] = np.zeros(size, dtype=np.uint8)
+        return hint
 
 
 class AdamW(Adam):

@@ -26,13 +26,31 @@ def sgd_step(floating[::1] param not None,         # IN/OUT
                           nesterov, weight_decay, first_step, param.shape[0], n_threads)
 
 
+def adam_hint_size(Py_ssize_t n):
+    """Bytes of adam_step's hint for n float32 parameters."""
+    return fastnn_adam_hint_size(n)
+
+
 def adam_step(floating[::1] param not None,       # IN/OUT
               const floating[::1] grad not None,  # IN
               floating[::1] exp_avg not None,     # IN/OUT first moment
               floating[::1] exp_avg_sq not None,  # IN/OUT second moment
               double lr, double beta1, double beta2, double eps,
-              double weight_decay, bint decoupled, long step, int n_threads):
+              double weight_decay, bint decoupled, long step, int n_threads,
+              unsigned char[::1] hint=None):      # IN/OUT float32 only: adam_hint_size bytes
+    """One Adam step. hint, kept between the steps of one set of moments, lets float32
+    steps go around values that turn subnormal; the results are the same."""
+    cdef unsigned char* hint_ptr = NULL
+    if hint is not None:
+        if floating is double:
+            raise ValueError("the Adam hint is for float32 parameters")
+        elif hint.shape[0] != fastnn_adam_hint_size(param.shape[0]):
+            raise ValueError(f"hint has {hint.shape[0]} bytes, expected "
+                             f"{fastnn_adam_hint_size(param.shape[0])}")
+        elif hint.shape[0]:
+            hint_ptr = &hint[0]
     if param.shape[0]:
         with nogil:
             adam_step_core(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], lr, beta1, beta2,
-                           eps, weight_decay, decoupled, step, param.shape[0], n_threads)
+                           eps, weight_decay, decoupled, step, param.shape[0], n_threads,
+                           hint_ptr)

@@ -24,7 +24,7 @@ from fastnn._kernels.linear cimport linear_forward_core, linear_backward_core
 from fastnn._kernels.losses cimport mse_core, bce_with_logits_core
 from fastnn._kernels.parallel cimport blas_threads_enter, blas_threads_exit
 from fastnn._kernels.optimizers cimport (
-    penalty_step_core, sgd_step_core, adam_step_core)
+    penalty_step_core, sgd_step_core, adam_step_core, fastnn_adam_hint_size)
 from fastnn._kernels.softmax cimport cross_entropy_labels_rows, cross_entropy_probs_rows
 
 cdef enum LayerKind:
@@ -260,6 +260,7 @@ def train_epoch(
         double l2_per_weight,                # plus l2_per_weight / (the batch's weight sum) * sum(w^2)
         int opt_kind, const double[::1] opt_args not None,   # OPT_ARGS
         floating[::1] state1, floating[::1] state2,     # IN/OUT optimizer state (momentum; Adam moments)
+        unsigned char[::1] adam_hint,          # IN/OUT float32 Adam's hint (adam_hint_size bytes) or None
         int64_t[::1] step_count not None,      # IN/OUT (1,) optimizer steps taken so far
         double[::1] batch_losses not None,     # OUT (n_batches,) loss + penalty of each batch
         int n_threads):
@@ -280,6 +281,7 @@ def train_epoch(
     cdef floating* ws = &work[0]
     cdef floating* s1 = &state1[0] if state1 is not None and state1.shape[0] else NULL
     cdef floating* s2 = &state2[0] if state2 is not None and state2.shape[0] else NULL
+    cdef unsigned char* hint = NULL
     cdef const int64_t* lab = &labels[0] if labels is not None else NULL
     cdef const floating* tgt = &targets[0, 0] if targets is not None else NULL
     cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
@@ -295,6 +297,11 @@ def train_epoch(
     if grads.shape[0] != n_params or (s1 != NULL and state1.shape[0] != n_params) or \
             (s2 != NULL and state2.shape[0] != n_params) or n_penalised > n_params:
         raise ValueError("grads and the optimizer state must have the parameters' size")
+    if adam_hint is not None:
+        if floating is double or adam_hint.shape[0] != fastnn_adam_hint_size(n_params):
+            raise ValueError("the Adam hint is for float32 parameters, of adam_hint_size bytes")
+        elif adam_hint.shape[0]:
+            hint = &adam_hint[0]
     k = widths[n_layers]
     if (lab != NULL and labels.shape[0] != X.shape[0]) or \
             (tgt != NULL and (targets.shape[0] != X.shape[0] or targets.shape[1] != k)) or \
@@ -338,7 +345,7 @@ def train_epoch(
         completed = _run_batches(
             X, perm, lab, tgt, sw, bounds, x_batch, label_batch, target_batch, weight_batch,
             kinds, widths, param_off, buffer_off, layer_args, seeds, work_off, grad_off,
-            p, gr, buf, ws, s1, s2, row_loss, loss_kind, label_smoothing, loss_scale,
+            p, gr, buf, ws, s1, s2, hint, row_loss, loss_kind, label_smoothing, loss_scale,
             grad_scale, n_penalised, l1, l2, l2_per_weight, opt_kind, opt_args, step_count,
             batch_losses, n_params, n_in, first_param_layer, n_threads)
     finally:
@@ -355,8 +362,9 @@ cdef Py_ssize_t _run_batches(
         const double[:, ::1] layer_args, const uint64_t[:, ::1] seeds,
         const int64_t[:, ::1] work_off, const int64_t[::1] grad_off,
         floating* p, floating* gr, floating* buf, floating* ws, floating* s1, floating* s2,
-        double[::1] row_loss, int loss_kind, double label_smoothing, double loss_scale,
-        double grad_scale, Py_ssize_t n_penalised, double l1, double l2, double l2_per_weight,
+        unsigned char* adam_hint, double[::1] row_loss, int loss_kind,
+        double label_smoothing, double loss_scale, double grad_scale,
+        Py_ssize_t n_penalised, double l1, double l2, double l2_per_weight,
         int opt_kind, const double[::1] opt_args, int64_t[::1] step_count,
         double[::1] batch_losses, Py_ssize_t n_params, Py_ssize_t n_in,
         Py_ssize_t first_param_layer, int n_threads) noexcept:
@@ -487,7 +495,8 @@ cdef Py_ssize_t _run_batches(
                               step_count[0] == 0, n_params, n_threads)
             else:
                 adam_step_core(p, gr, s1, s2, lr, beta1, beta2, eps, weight_decay,
-                               opt_kind == OPT_ADAMW, step_count[0] + 1, n_params, n_threads)
+                               opt_kind == OPT_ADAMW, step_count[0] + 1, n_params, n_threads,
+                               adam_hint)
             step_count[0] += 1
             completed += 1
     return completed

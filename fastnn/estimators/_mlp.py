@@ -391,7 +391,7 @@ class _BaseMLP(FastnnEstimator):
         state = dict(state)
         opt = state.pop("_optimizer", None)
         if opt is not None:
-            state["_optimizer_state"] = {k: v for k, v in vars(opt).items()
+            state["_optimizer_state"] = {k: v for k, v in opt.__getstate__().items()
                                          if k not in ("params", "_groups", "is_flat")}
         return state
 

@@ -143,12 +143,14 @@ class EpochRunner:
             self.opt_kind = _kernel.SGD
             self.state = (opt._state("momentum_buffer", 0, model._flat_params),
                           np.empty(0, model.dtype))
+            self.adam_hint = None
             momentum, nesterov, decay = opt.momentum, opt.nesterov, opt.weight_decay
             betas, eps = (0.0, 0.0), 0.0
         else:
             self.opt_kind = _kernel.ADAMW if isinstance(opt, AdamW) else _kernel.ADAM
             self.state = (opt._state("exp_avg", 0, model._flat_params),
                           opt._state("exp_avg_sq", 0, model._flat_params))
+            self.adam_hint = opt._hint(0, model._flat_params)
             momentum, nesterov, decay = 0.0, False, opt.weight_decay
             betas, eps = opt.betas, opt.eps
         self.opt_args = np.array([opt.lr, momentum, 0.0, float(nesterov), decay,
@@ -213,6 +215,7 @@ class EpochRunner:
             model._flat_grads, model._flat_buffers, self.work, self.row_loss, loss_kind, smoothing,
             self.loss_scale, self.grad_scale, model._n_penalised, self.l1, self.l2,
             self.l2_per_weight, self.opt_kind, self.opt_args,
-            self.state[0], self.state[1], self.step_count, batch_losses, get_num_threads())
+            self.state[0], self.state[1], self.adam_hint, self.step_count, batch_losses,
+            get_num_threads())
         opt.step_count = int(self.step_count[0])
         return completed, batch_losses
