@@ -5,9 +5,9 @@
  * conversions take none). Adam makes such numbers: the first moment of a weight whose
  * gradient stays 0 (the weights of a dead ReLU unit) shrinks by beta1 per step and, some
  * 750 steps later, is subnormal for good, since rounding stops the decay at a few units
- * of 2^-149. After a batch-32 epoch of the bench's MLP about 3,000 of its 235,146 first
- * moments were subnormal, spread over as many vectors of the loop, each of which then
- * took three assists per step.
+ * of 2^-149. After a batch-32 epoch of the bench's MLP (nn.Linear's default
+ * initialisation) 2,845 of its 235,146 first moments were subnormal, spread over as
+ * many vectors of the loop, each of which then took three assists per step.
  *
  * How: a hint array holds one byte per element, 1 where the element's weight, first or
  * second moment or gradient was nonzero and tiny (below FASTNN_ADAM_TINY, the gradient
@@ -33,9 +33,10 @@
 #include <string.h>
 
 /* From these magnitudes up (and at 0) the weight, first and second moment, and gradient
- * of an element keep the vector loop clear of subnormals, unless sqrt(v) is above 2^20 */
-#define FASTNN_ADAM_TINY 0x1p-90f
-#define FASTNN_ADAM_TINY_GRAD 0x1p-50f
+ * of an element keep the vector loop clear of subnormals, unless sqrt(v) is huge (above
+ * about 1e6) */
+#define FASTNN_ADAM_TINY 1e-27f
+#define FASTNN_ADAM_TINY_GRAD 1e-15f
 /* elements per block; a block's set-aside elements are held on the stack, and callers'
  * chunks start at multiples of it */
 #define FASTNN_ADAM_BLOCK 1024
@@ -66,7 +67,7 @@ static inline int fastnn_adam_scan_step(long step) {
  * (float)((double)a * (double)b) back into a float multiply, with its assist. */
 static inline double fastnn_adam_wide(float x) {
     double d = x;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && defined(__x86_64__)
     __asm__("" : "+x"(d));
 #endif
     return d;
