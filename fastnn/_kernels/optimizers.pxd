@@ -222,7 +222,7 @@ ctypedef struct AdamStep:
     void* exp_avg
     void* exp_avg_sq
     double step_size, epsilon, decay, weight_decay, beta2, one_minus_beta1, one_minus_beta2
-    bint decoupled
+    bint coupled        # weight decay added to the gradient (Adam), not p *= decay
     # float32: the hint of fastnn_adam.h (NULL: none), its element count, and whether this
     # step rescans it
     unsigned char* hint
@@ -258,7 +258,7 @@ cdef inline void adam_range(floating* param, const floating* grad, floating* exp
     cdef floating b2 = <floating>s.beta2
     cdef floating one_minus_b1 = <floating>s.one_minus_beta1
     cdef floating one_minus_b2 = <floating>s.one_minus_beta2
-    if not s.decoupled and s.weight_decay != 0:
+    if s.coupled:
         for i in range(lo, hi):
             param[i] = param[i] - adam_moments(grad[i] + wd * param[i], &exp_avg[i],
                                                &exp_avg_sq[i], b2, one_minus_b1,
@@ -294,7 +294,7 @@ cdef inline void adam_chunk_float(void* step, long lo, long hi) noexcept nogil:
     fs.beta2 = <float>s.beta2
     fs.one_minus_beta1 = <float>s.one_minus_beta1
     fs.one_minus_beta2 = <float>s.one_minus_beta2
-    fs.coupled = not s.decoupled and s.weight_decay != 0
+    fs.coupled = s.coupled
     while b < hi:
         n = min(<long>FASTNN_ADAM_BLOCK, hi - b)
         block_grad = fastnn_adam_set_aside(p, g, m, v, s.hint, s.n_total, b, n, &aside)
@@ -350,7 +350,7 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
     s.beta2 = beta2
     s.one_minus_beta1 = 1 - beta1
     s.one_minus_beta2 = 1 - beta2
-    s.decoupled = decoupled
+    s.coupled = not decoupled and weight_decay != 0
     s.hint = hint if floating is float else NULL
     s.n_total = n
     s.scan = fastnn_adam_scan_step(step)
