@@ -35,6 +35,16 @@ static void fastnn_serial_for(fastnn_chunk_fn fn, void *arg, long n, long chunk)
         fn(arg, lo, lo + chunk < n ? lo + chunk : n);
 }
 
+/* A flag that chunks running at once may raise; the caller reads it after the loop,
+ * which waits for every chunk. */
+static void fastnn_pool_flag_raise(int *flag) {
+#ifdef __GNUC__
+    __atomic_store_n(flag, 1, __ATOMIC_RELAXED);
+#else
+    *flag = 1;                 /* the loop runs on the caller alone (below) */
+#endif
+}
+
 #if !defined(__linux__) || !defined(__GNUC__)
 
 static void fastnn_pool_for(fastnn_chunk_fn fn, void *arg, long n, long chunk,

@@ -105,6 +105,17 @@ class Optimizer:
         state.pop("_hints", None)             # a hint for speed only (Adam._hint)
         return state
 
+    def _checkpoint(self):
+        """The state as it is now (step count, per-group arrays copied), for _rollback."""
+        return {name: ({i: a.copy() for i, a in value.items()} if isinstance(value, dict)
+                       else value)
+                for name, value in vars(self).items()}
+
+    def _rollback(self, checkpoint):
+        """Put back the state of a _checkpoint, dropping what was created since."""
+        vars(self).clear()
+        vars(self).update(checkpoint)
+
     @property
     def lr(self):
         return self._lr

@@ -41,9 +41,9 @@ def _fit_both(make, X, y, **fit_kwargs):
     calls = []
     real_run = _compiled.EpochRunner.run_epoch
 
-    def counting_run(self, *args):
+    def counting_run(self, *args, **kwargs):
         calls.append(1)
-        return real_run(self, *args)
+        return real_run(self, *args, **kwargs)
 
     _compiled.EpochRunner.run_epoch = counting_run
     try:

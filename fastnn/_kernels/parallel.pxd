@@ -21,3 +21,6 @@ ctypedef void (*chunk_fn)(void* arg, long lo, long hi) noexcept nogil
 # fn(arg, lo, hi) for every chunk [lo, hi) of [0, n), on up to n_threads threads; one
 # pool for the process, so it is defined once, in parallel.pyx
 cdef void pool_for(chunk_fn fn, void* arg, long n, long chunk, int n_threads) noexcept nogil
+
+# sets *flag to 1; chunks running at once may call it (read the flag after pool_for)
+cdef void pool_flag_raise(int* flag) noexcept nogil

@@ -25,6 +25,7 @@ cdef extern from "fastnn_pool.h":
                          int n_threads) noexcept nogil
     unsigned long fastnn_pool_thread_id() noexcept nogil
     void fastnn_pool_pause_us(unsigned int us) noexcept nogil
+    void fastnn_pool_flag_raise(int* flag) noexcept nogil
 
 cdef extern from "fastnn_blas_threads.h":
     int fastnn_blas_bind(const char* module_path)
@@ -67,6 +68,10 @@ def blas_threads():
 
 cdef void pool_for(chunk_fn fn, void* arg, long n, long chunk, int n_threads) noexcept nogil:
     fastnn_pool_for(fn, arg, n, chunk, n_threads)
+
+
+cdef void pool_flag_raise(int* flag) noexcept nogil:
+    fastnn_pool_flag_raise(flag)
 
 
 cdef int blas_threads_enter(int n_threads, double largest_product) noexcept:

@@ -16,6 +16,7 @@ import numpy as np
 
 from fastnn._kernels.activations cimport activation_forward_n, activation_backward_n
 from fastnn._kernels.common cimport all_finite_core
+from fastnn._kernels.parallel cimport POOL_CHUNK, pool_flag_raise, pool_for, pool_threads
 from fastnn._kernels.batchnorm cimport (
     batchnorm_forward_core, batchnorm_backward_core, batchnorm_running_update_core,
     batchnorm_eval_core)
@@ -202,6 +203,59 @@ cdef void gather_rows(const floating* src, const int64_t* rows, Py_ssize_t n, Py
         memcpy(dst + i * d, src + rows[i] * d, d * sizeof(floating))
 
 
+ctypedef struct BatchRows:
+    const void* src          # the samples (without rows: the batch's own rows, in place)
+    const int64_t* rows      # the batch's row indices in src, or NULL
+    void* dst                # where row i of the batch goes (with rows)
+    Py_ssize_t d             # elements per row
+    bint check               # test the rows for NaN and infinity
+    int bad                  # raised by a chunk whose rows hold one
+
+
+cdef inline void batch_rows_range(BatchRows* s, const floating* src, floating* dst,
+                                  long lo, long hi) noexcept nogil:
+    cdef const floating* rows_lo = src + lo * s.d
+    if s.rows != NULL:
+        gather_rows(src, s.rows + lo, hi - lo, s.d, dst + lo * s.d)
+        rows_lo = dst + lo * s.d        # checked while in this core's cache
+    if s.check and not all_finite_core(rows_lo, (hi - lo) * s.d):
+        pool_flag_raise(&s.bad)
+
+
+cdef void batch_rows_float(void* arg, long lo, long hi) noexcept nogil:
+    cdef BatchRows* s = <BatchRows*>arg
+    batch_rows_range(s, <const float*>s.src, <float*>s.dst, lo, hi)
+
+
+cdef void batch_rows_double(void* arg, long lo, long hi) noexcept nogil:
+    cdef BatchRows* s = <BatchRows*>arg
+    batch_rows_range(s, <const double*>s.src, <double*>s.dst, lo, hi)
+
+
+cdef bint batch_rows(const floating* src, const int64_t* rows, Py_ssize_t n, Py_ssize_t d,
+                     floating* dst, bint check, int n_threads) noexcept nogil:
+    """Copy row rows[i] of src to row i of dst for i < n (with rows NULL, the rows are
+    src's first n, left in place) and, with check, test them for NaN and infinity;
+    returns False when one holds either. A large batch is shared with the pool: one
+    thread copying rows from memory took 26-33 ms per batch-512 epoch of 60k x 784
+    float32, two took 17-25 ms."""
+    cdef BatchRows s
+    cdef long chunk_rows = max(1, POOL_CHUNK // d)
+    if rows == NULL and not check:
+        return True
+    s.src = src
+    s.rows = rows
+    s.dst = dst
+    s.d = d
+    s.check = check
+    s.bad = 0
+    if floating is float:
+        pool_for(batch_rows_float, &s, n, chunk_rows, pool_threads(n * d, n_threads))
+    else:
+        pool_for(batch_rows_double, &s, n, chunk_rows, pool_threads(n * d, n_threads))
+    return s.bad == 0
+
+
 cdef void scale_in_place(floating* a, double factor, Py_ssize_t size) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating f = <floating>factor
@@ -263,6 +317,7 @@ def train_epoch(
         unsigned char[::1] adam_hint,          # IN/OUT float32 Adam's hint (adam_hint_size bytes) or None
         int64_t[::1] step_count not None,      # IN/OUT (1,) optimizer steps taken so far
         double[::1] batch_losses not None,     # OUT (n_batches,) loss + penalty of each batch
+        bint check_input,                    # test each batch's rows for NaN and infinity
         int n_threads):
     """Run every batch: gather its rows, forward, loss, backward, penalties, optimizer step.
 
@@ -270,7 +325,11 @@ def train_epoch(
     of the per-row loss, times loss_scale; its gradient is scaled by grad_scale (the two
     differ for scikit-learn's squared error, whose gradient is not that of its value).
     Returns the number of batches completed. A batch whose loss (with penalties) is not
-    finite stops the epoch before its update: the caller reports it.
+    finite stops the epoch before its update: the caller reports it. With check_input,
+    a batch whose rows of X hold NaN or infinity stops the epoch before any of its work,
+    and the return is then -1 - (that batch's index): the rows are tested as they are
+    gathered, in cache, where a separate pass over X would read it all from memory
+    once more (14-23 ms for 60k x 784 float32).
     """
     cdef Py_ssize_t l, k, completed, widest = 0
     cdef Py_ssize_t n_layers = kinds.shape[0], n_batches = bounds.shape[0] - 1
@@ -347,7 +406,7 @@ def train_epoch(
             kinds, widths, param_off, buffer_off, layer_args, seeds, work_off, grad_off,
             p, gr, buf, ws, s1, s2, hint, row_loss, loss_kind, label_smoothing, loss_scale,
             grad_scale, n_penalised, l1, l2, l2_per_weight, opt_kind, opt_args, step_count,
-            batch_losses, n_params, n_in, first_param_layer, n_threads)
+            batch_losses, n_params, n_in, first_param_layer, check_input, n_threads)
     finally:
         blas_threads_exit()
     return completed
@@ -367,7 +426,7 @@ cdef Py_ssize_t _run_batches(
         Py_ssize_t n_penalised, double l1, double l2, double l2_per_weight,
         int opt_kind, const double[::1] opt_args, int64_t[::1] step_count,
         double[::1] batch_losses, Py_ssize_t n_params, Py_ssize_t n_in,
-        Py_ssize_t first_param_layer, int n_threads) noexcept:
+        Py_ssize_t first_param_layer, bint check_input, int n_threads) noexcept:
     """train_epoch's batches, with the GIL released."""
     cdef Py_ssize_t b, l, lo, n, k, w_in, w_out, i, completed = 0
     cdef Py_ssize_t n_layers = kinds.shape[0], n_batches = bounds.shape[0] - 1
@@ -394,7 +453,10 @@ cdef Py_ssize_t _run_batches(
             n = bounds[b + 1] - lo
             if perm != NULL:
                 # this batch's rows, copied once into a buffer that stays in cache
-                gather_rows(&X[0, 0], perm + lo, n, n_in, &x_batch[0, 0])
+                if not batch_rows(&X[0, 0], perm + lo, n, n_in, &x_batch[0, 0],
+                                  check_input, n_threads):
+                    completed = -1 - b
+                    break
                 xb = &x_batch[0, 0]
                 lb = NULL
                 tb = NULL
@@ -412,6 +474,9 @@ cdef Py_ssize_t _run_batches(
                     wb = &weight_batch[0]
             else:
                 xb = &X[lo, 0]
+                if check_input and not batch_rows(xb, NULL, n, n_in, NULL, True, n_threads):
+                    completed = -1 - b
+                    break
                 lb = lab + lo if lab != NULL else NULL
                 tb = tgt + lo * k if tgt != NULL else NULL
                 wb = sw + lo if sw != NULL else NULL

@@ -118,6 +118,11 @@ def plan_for(model):
     return Plan(model, layers)
 
 
+class NonFiniteInput(ValueError):
+    """X holds NaN or infinity, found by an epoch run with check_input (the caller puts
+    back what the batches before it changed, and reports it in its own words)."""
+
+
 class EpochRunner:
     """Runs fit's epochs in the kernel for one (model, loss, optimizer) combination."""
 
@@ -187,10 +192,13 @@ class EpochRunner:
         kind = _kernel.MSE if isinstance(loss_fn, MSELoss) else _kernel.BCE_WITH_LOGITS
         return None, np.ascontiguousarray(t, dtype=dtype), kind, 0.0
 
-    def run_epoch(self, X, y, bounds, order=None, sample_weight=None):
+    def run_epoch(self, X, y, bounds, order=None, sample_weight=None, check_input=False):
         """Train on the batches X[order[lo:hi]] of one epoch (X[lo:hi] without an order).
         Returns (batches completed, the loss of every batch run); a non-finite loss stops
-        before that batch's update."""
+        before that batch's update. check_input=True tests each batch's rows as the kernel
+        gathers them and raises NonFiniteInput at the first that holds NaN or infinity,
+        after the updates of the batches before it: one pass over X fewer than testing
+        X first, for callers that can put the model back (fit's first epoch)."""
         model, opt = self.model, self.opt
         n_batches = len(bounds) - 1
         # the same draws, in the same order, as Dropout.forward makes batch by batch
@@ -216,6 +224,8 @@ class EpochRunner:
             self.loss_scale, self.grad_scale, model._n_penalised, self.l1, self.l2,
             self.l2_per_weight, self.opt_kind, self.opt_args,
             self.state[0], self.state[1], self.adam_hint, self.step_count, batch_losses,
-            get_num_threads())
+            check_input, get_num_threads())
         opt.step_count = int(self.step_count[0])
+        if completed < 0:
+            raise NonFiniteInput(f"X contains NaN or infinity (batch {-completed})")
         return completed, batch_losses

@@ -349,8 +349,11 @@ class Sequential(Module):
             layer from Python; False always goes layer by layer; True requires the compiled
             step. Both give bit-identical weights.
 
-        Everything is checked before the model is touched: bad input raises ValueError
-        (TypeError for a wrong kind of object) and leaves the model as it was. A loss
+        Everything is checked before the model is touched, except NaN and infinity in X,
+        which the compiled step finds as it gathers the first epoch's rows (one pass over
+        X fewer); it then puts back the model, the optimizer object given, the generator
+        and the early-stopping callback. Either way bad input raises ValueError (TypeError
+        for a wrong kind of object) and leaves the model as it was. A loss
         that becomes NaN or infinite raises :class:`TrainingDivergedError` (a ValueError)
         naming the epoch and learning rate, and leaves the last finite weights.
         """
@@ -373,7 +376,7 @@ class Sequential(Module):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if not self._flat_params.size:
             raise ValueError("the model has no parameters to train")
-        X = self._check_X(X, "X")
+        X = self._check_X(X, "X", finite=False)     # NaN and infinity: see check_input
         y = self._check_y(y, loss_fn, X.shape[0], "y")
         if validation_data is not None:
             if validation_split:
@@ -390,6 +393,8 @@ class Sequential(Module):
                                  "for each side")
             X, X_val = X[:-n_val], X[-n_val:]
             y, y_val = y[:-n_val], y[-n_val:]
+            if not all_finite(X_val):
+                raise self._not_finite("X")
         else:
             X_val = y_val = None
         if early_stopping is not None and early_stopping.monitor.startswith("val_") \
@@ -409,12 +414,22 @@ class Sequential(Module):
         if compiled is None or compiled:
             plan = _compiled.plan_for(self)
             if plan is not None and _compiled.EpochRunner.supports(self, loss_fn, opt):
+                opt_state = opt._checkpoint()     # before the runner adds its state arrays
                 runner = _compiled.EpochRunner(self, plan, loss_fn, opt, l1, l2,
                                                min(batch_size + 1, X.shape[0]))
             elif compiled:
                 raise ValueError("compiled=True needs built-in layers, loss and optimizer "
                                  "computing with fastnn.ops; this model takes the "
                                  "layer-by-layer path (compiled=None chooses by itself)")
+        # The compiled step tests X's rows for NaN and infinity as it gathers the first
+        # epoch's batches, and a bad row puts back everything the fit changed: undo.
+        # The layer-by-layer path tests X first.
+        check_input = runner is not None
+        if check_input:
+            undo = (self._snapshot(), opt_state, self._rng.bit_generator.state,
+                    None if early_stopping is None else dict(vars(early_stopping)))
+        elif not all_finite(X):
+            raise self._not_finite("X")
 
         # ---- train ---------------------------------------------------------------------
         was_training = self.training
@@ -435,8 +450,13 @@ class Sequential(Module):
                 progress.start_epoch(epoch)
                 if runner is not None:
                     # the kernel gathers each batch's rows itself
-                    total = self._compiled_epoch(runner, X, y, order, batches, backup,
-                                                 epoch, lr_used, progress)
+                    try:
+                        total = self._compiled_epoch(runner, X, y, order, batches, backup,
+                                                     epoch, lr_used, progress,
+                                                     check_input and epoch == 0)
+                    except _compiled.NonFiniteInput:
+                        self._undo_fit(undo, opt, early_stopping)
+                        raise self._not_finite("X") from None
                 else:
                     if shuffle:
                         np.take(X, order, axis=0, out=X_epoch)
@@ -494,14 +514,28 @@ class Sequential(Module):
             progress.batch_done()
         return total
 
-    def _compiled_epoch(self, runner, X, y, order, batches, backup, epoch, lr, progress):
-        """One epoch in the compiled training step; the same sum as _python_epoch."""
+    def _undo_fit(self, undo, opt, early_stopping):
+        """Put back the weights, running statistics, optimizer, generator and callback
+        as they were before fit."""
+        model_state, opt_state, rng_state, stopping_state = undo
+        self._restore(model_state)
+        opt._rollback(opt_state)
+        self._rng.bit_generator.state = rng_state
+        if early_stopping is not None:
+            vars(early_stopping).clear()
+            vars(early_stopping).update(stopping_state)
+
+    def _compiled_epoch(self, runner, X, y, order, batches, backup, epoch, lr, progress,
+                        check_input):
+        """One epoch in the compiled training step; the same sum as _python_epoch.
+        check_input: test X's rows as they are gathered (raises NonFiniteInput)."""
         # The kernel keeps no copy per batch: the weights at the start of the epoch are
         # the fallback should a batch's update make them non-finite.
         np.copyto(backup[0], self._flat_params)
         np.copyto(backup[1], self._flat_buffers)
         bounds = [lo for lo, _hi in batches] + [batches[-1][1]]
-        completed, batch_losses = runner.run_epoch(X, y, bounds, order)
+        completed, batch_losses = runner.run_epoch(X, y, bounds, order,
+                                                   check_input=check_input)
         if completed < len(batches):
             b = completed
             self._diverged(backup, f"the loss became {batch_losses[b]} at epoch {epoch + 1}, "
