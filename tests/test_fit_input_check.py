@@ -1,9 +1,16 @@
 """NaN and infinity in fit's X: the compiled step tests each batch's rows as it gathers
 them in the first epoch, and a bad row puts back everything the fit had changed."""
+import pickle
+import warnings
+
 import numpy as np
 import pytest
 
-from fastnn import BatchNorm1d, Dropout, EarlyStopping, Linear, ReLU, Sequential
+from fastnn import (BatchNorm1d, Dropout, EarlyStopping, Linear, MLPClassifier, MLPRegressor,
+                    ReLU, Sequential)
+from fastnn.estimators import _mlp
+from fastnn.estimators._base import ConvergenceWarning
+from fastnn.estimators._checks import train_val_split
 from fastnn.nn import _compiled
 from fastnn.optim import Adam, SGD
 
@@ -165,3 +172,46 @@ def test_the_layer_by_layer_path_tests_X_first():
     assert not calls
     np.testing.assert_array_equal(model._flat_params, before)
 
+
+# ------------------------------------------------------------------ the estimators
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("make", [
+    lambda: MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, batch_size=64,
+                          random_state=0, warm_start=True, dropout=0.1, batch_norm=True),
+    lambda: MLPRegressor(hidden_layer_sizes=(16,), max_iter=3, batch_size=64, random_state=0,
+                         warm_start=True, dtype="float64"),
+], ids=["MLPClassifier", "MLPRegressor"])
+def test_estimators_put_everything_back_after_a_bad_row(make, compiled, monkeypatch):
+    monkeypatch.setattr(_mlp, "_USE_COMPILED", compiled)
+    X, y = _data(400, 784, np.float64)
+    twin, est = make(), make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for e in (twin, est):
+            e.fit(X, y)
+        state, rng_state = pickle.dumps(est), est._model._rng.bit_generator.state
+        for bad in (np.nan, np.inf, 1e39 if make().dtype == "float32" else -np.inf):
+            X_bad = X.copy()
+            X_bad[-1, -1] = bad                 # the last row, as the training part
+            with pytest.raises(ValueError, match="Input X contains"):
+                est.fit(X_bad, y)
+            with pytest.raises(ValueError, match="Input X contains"):
+                est.partial_fit(X_bad, y)
+            assert pickle.dumps(est) == state
+            assert est._model._rng.bit_generator.state == rng_state
+        for e in (twin, est):
+            e.fit(X, y)
+    np.testing.assert_array_equal(est.predict(X), twin.predict(X))
+    assert est.loss_curve_ == twin.loss_curve_
+
+
+def test_a_bad_row_in_the_early_stopping_split_is_refused():
+    X, y = _data(400, 20, np.float64)
+    # the rows fit holds out (its seed for random_state=0, as _fit draws it)
+    seed = int(np.random.default_rng(0).integers(2**62))
+    _train, val = train_val_split(400, 0.1, seed, stratify=y)
+    X[val[0], 3] = np.nan
+    est = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, random_state=0)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        est.fit(X, y)
+    assert not hasattr(est, "coefs_")

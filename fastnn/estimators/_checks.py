@@ -51,11 +51,21 @@ def _to_numpy(X):
     return np.asarray(X)
 
 
-def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_samples=1):
+def non_finite_error(X, name="X", estimator_name="estimator"):
+    """The error for an X that holds NaN or infinity."""
+    what = "NaN" if np.isnan(X).any() else "infinity or a value too large"
+    return ValueError(
+        f"Input {name} contains {what}. {estimator_name} does not accept missing "
+        "values or infinities; impute or drop them first.")
+
+
+def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_samples=1,
+            finite=True):
     """Validate and convert X to a C-contiguous 2-D float array of ``dtype``.
 
     ``dtype`` is a NumPy float dtype, or the tuple (float64, float32) meaning "keep
-    float32/float64 input, convert everything else to float64".
+    float32/float64 input, convert everything else to float64". finite=False leaves NaN
+    and infinity (in X, or made by the conversion) to a caller that tests for them later.
     """
     try:
         arr = _to_numpy(X)
@@ -95,13 +105,11 @@ def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_sample
         raise ValueError(
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
             f"required by {estimator_name}.")
-    if arr.dtype.kind == "f" and not all_finite(arr):
-        what = "NaN" if np.isnan(arr).any() else "infinity or a value too large"
-        raise ValueError(
-            f"Input {name} contains {what}. {estimator_name} does not accept missing "
-            "values or infinities; impute or drop them first.")
-    out = np.ascontiguousarray(arr, dtype=target)
-    if out.dtype != arr.dtype and out.dtype.kind == "f" and not all_finite(out):
+    if finite and arr.dtype.kind == "f" and not all_finite(arr):
+        raise non_finite_error(arr, name, estimator_name)
+    with np.errstate(over="ignore"):        # an overflow is an infinity, reported below
+        out = np.ascontiguousarray(arr, dtype=target)
+    if finite and out.dtype != arr.dtype and out.dtype.kind == "f" and not all_finite(out):
         # e.g. a float64 value beyond float32's range
         raise ValueError(
             f"Input {name} contains infinity or a value too large for {out.dtype!r}.")

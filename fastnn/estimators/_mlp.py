@@ -38,8 +38,9 @@ from ._base import (ClassifierMixin, FastnnEstimator, NotFittedError, RegressorM
 from ._checks import (
     check_classification_y, check_feature_names, check_n_features, check_regression_y,
     check_sample_weight, check_X, compute_class_weight, encode_labels, get_feature_names,
-    train_val_split, unique_labels, validate_predict_X,
+    non_finite_error, train_val_split, unique_labels, validate_predict_X,
 )
+from .._validation import all_finite
 
 #: Train through fastnn's compiled epoch (one ``fastnn.nn._compiled.EpochRunner`` per fit
 #: call) whenever it can state the objective; False forces the per-layer path through
@@ -165,9 +166,13 @@ class _CompiledEpochs:
     exactly as ``Sequential.fit`` draws them.
     """
 
-    def __init__(self, runner, X, y, sample_weight, batches, shuffle):
+    def __init__(self, runner, X, y, sample_weight, batches, shuffle, estimator_name):
         self.runner, self.X, self.y, self.sample_weight = runner, X, y, sample_weight
         self.shuffle = shuffle
+        self.estimator_name = estimator_name
+        # X's rows are tested for NaN and infinity as the first epoch gathers them (the
+        # estimator puts its state back when one turns up): no pass over X of its own
+        self.unchecked = True
         self.n = X.shape[0]
         self.sizes = [hi - lo for lo, hi in batches]
         self.bounds = np.array([lo for lo, _hi in batches] + [batches[-1][1]], dtype=np.int64)
@@ -201,7 +206,8 @@ class _CompiledEpochs:
         # weights all 1 are the plain mean (and the batch size as the L2 divisor)
         weights = None if np.all(sw == 1) else np.ascontiguousarray(sw, dtype=model.dtype)
         return cls(runner, np.ascontiguousarray(X, dtype=model.dtype),
-                   np.ascontiguousarray(y), weights, batches, bool(estimator.shuffle))
+                   np.ascontiguousarray(y), weights, batches, bool(estimator.shuffle),
+                   type(estimator).__name__)
 
     def run(self, epoch):
         """Train one epoch; returns its loss (the batch losses weighted by batch size,
@@ -209,8 +215,13 @@ class _CompiledEpochs:
         TrainingDivergedError (the estimator then puts its state back)."""
         model = self.runner.model
         order = model._rng.permutation(self.n) if self.shuffle else None
-        completed, batch_losses = self.runner.run_epoch(self.X, self.y, self.bounds, order,
-                                                        self.sample_weight)
+        try:
+            completed, batch_losses = self.runner.run_epoch(
+                self.X, self.y, self.bounds, order, self.sample_weight,
+                check_input=self.unchecked)
+        except _compiled.NonFiniteInput:
+            raise non_finite_error(self.X, "X", self.estimator_name) from None
+        self.unchecked = False
         what = None
         if completed < len(self.sizes):
             what = (f"the loss became {batch_losses[completed]} at epoch {epoch}, batch "
@@ -438,7 +449,7 @@ class _BaseMLP(FastnnEstimator):
         if not first_pass:
             check_feature_names(self, X)
         names = get_feature_names(X) if first_pass else None
-        X = check_X(X, dtype, estimator_name=name)
+        X = check_X(X, dtype, estimator_name=name, finite=False)     # see _epoch_runner
         n, d = X.shape
         if not first_pass:
             check_n_features(self, d)
@@ -473,6 +484,8 @@ class _BaseMLP(FastnnEstimator):
                     "the size of your dataset.")
             X_tr, T_tr, sw_tr = X[tr], T[tr], sw[tr]
             X_val, sw_val = X[val], (None if sample_weight is None else sw[val])
+            if not all_finite(X_val):
+                raise non_finite_error(X_val, "X", name)
             y_val = label_info["y"][val] if self._classifier else T[val]
         if not np.any(sw_tr > 0):
             raise ValueError("Sample weights must contain at least one non-zero number "
@@ -543,7 +556,9 @@ class _BaseMLP(FastnnEstimator):
         ``Sequential.fit(epochs=1)`` with the objective as a loss object."""
         compiled = _CompiledEpochs.build(self, X, T, sw, batch_size)
         if compiled is not None:
-            return compiled.run
+            return compiled.run        # tests X's rows in its first epoch
+        if not all_finite(X):
+            raise non_finite_error(X, "X", type(self).__name__)
         model = self._model
         objective = _SklearnObjective(self._objective_kind(), self.alpha,
                                       [layer.weight for layer in self._linears])
