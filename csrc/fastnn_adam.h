@@ -110,6 +110,59 @@ static const float *fastnn_adam_set_aside(float *p, const float *g, float *m, fl
     return aside->grad;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Two lanes of the double path: the conversion intrinsics are opaque to the compiler,
+ * so no barrier is needed, and two elements share each instruction. One element alone
+ * is a chain of some twenty dependent operations, a square root and a division among
+ * them. With 2,000 of 7,510 elements set aside, each cost 32-45 ns one by one and
+ * 15-21 ns in pairs (setting aside included); the digits MLP ends its 200 epochs with
+ * 636 such elements. */
+static inline __m128d fastnn_adam_round2(__m128d x) {
+    return _mm_cvtps_pd(_mm_cvtpd_ps(x));
+}
+
+static inline __m128d fastnn_adam_load2(const float *x) {
+    return _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)x)));
+}
+
+/* set-aside elements k and k + 1 of a block from `start` (see fastnn_adam_finish) */
+static inline void fastnn_adam_finish2(float *p, float *m, float *v, long start,
+                                       const fastnn_adam_aside *aside, int k,
+                                       const fastnn_adam_float_step *s) {
+    const __m128d step = _mm_set1_pd(s->step_size), eps = _mm_set1_pd(s->epsilon);
+    const __m128d b2 = _mm_set1_pd(s->beta2), omb1 = _mm_set1_pd(s->one_minus_beta1);
+    const __m128d omb2 = _mm_set1_pd(s->one_minus_beta2);
+    __m128d P = fastnn_adam_load2(aside->p + k), G = fastnn_adam_load2(aside->g + k);
+    __m128d M = fastnn_adam_load2(aside->m + k), V = fastnn_adam_load2(aside->v + k);
+    __m128d mn, vn, den, u;
+    float out[3][4];
+    int lane;
+    if (s->coupled)
+        G = fastnn_adam_round2(_mm_add_pd(G, fastnn_adam_round2(
+                _mm_mul_pd(_mm_set1_pd(s->weight_decay), P))));
+    mn = fastnn_adam_round2(_mm_add_pd(M, fastnn_adam_round2(
+             _mm_mul_pd(omb1, fastnn_adam_round2(_mm_sub_pd(G, M))))));
+    vn = fastnn_adam_round2(_mm_add_pd(
+             fastnn_adam_round2(_mm_mul_pd(b2, V)),
+             fastnn_adam_round2(_mm_mul_pd(fastnn_adam_round2(_mm_mul_pd(omb2, G)), G))));
+    den = fastnn_adam_round2(_mm_add_pd(fastnn_adam_round2(_mm_sqrt_pd(vn)), eps));
+    u = fastnn_adam_round2(_mm_mul_pd(step, fastnn_adam_round2(_mm_div_pd(mn, den))));
+    if (!s->coupled)
+        P = fastnn_adam_round2(_mm_mul_pd(P, _mm_set1_pd(s->decay)));
+    _mm_storeu_ps(out[0], _mm_cvtpd_ps(_mm_sub_pd(P, u)));
+    _mm_storeu_ps(out[1], _mm_cvtpd_ps(mn));
+    _mm_storeu_ps(out[2], _mm_cvtpd_ps(vn));
+    for (lane = 0; lane < 2; lane++) {
+        long i = start + aside->index[k + lane];
+        p[i] = out[0][lane];
+        m[i] = out[1][lane];
+        v[i] = out[2][lane];
+    }
+}
+#endif
+
 /* After the vector loop: the set-aside elements from their values before the step, with
  * the loop's operations in its order:
  *   g += wd * p (coupled);  m += (1 - beta1) * (g - m);  v = beta2 * v + (1 - beta2) * g * g;
@@ -121,8 +174,12 @@ static void fastnn_adam_finish(float *p, float *m, float *v, long start,
     double decay = fastnn_adam_wide(s->decay), wd = fastnn_adam_wide(s->weight_decay);
     double b2 = fastnn_adam_wide(s->beta2), omb1 = fastnn_adam_wide(s->one_minus_beta1);
     double omb2 = fastnn_adam_wide(s->one_minus_beta2);
-    int k;
-    for (k = 0; k < aside->count; k++) {
+    int k = 0;
+#if defined(__SSE2__)
+    for (; k + 2 <= aside->count; k += 2)
+        fastnn_adam_finish2(p, m, v, start, aside, k, s);
+#endif
+    for (; k < aside->count; k++) {
         long i = start + aside->index[k];
         double P = fastnn_adam_wide(aside->p[k]), G = fastnn_adam_wide(aside->g[k]);
         double M = fastnn_adam_wide(aside->m[k]), V = fastnn_adam_wide(aside->v[k]);
