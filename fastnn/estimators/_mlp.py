@@ -370,18 +370,12 @@ class _BaseMLP(FastnnEstimator):
         arrays = [a for p in self._model.parameters() for a in (p.data, p.grad)]
         for layer in self._model:
             arrays.extend(layer.buffers().values())
-        opt = self.__dict__.get("_optimizer")
-        if opt is not None:
-            for value in vars(opt).values():
-                if isinstance(value, dict):
-                    arrays.extend(v for v in value.values() if isinstance(v, np.ndarray))
-        return arrays
+        return arrays          # the optimizer's state: Optimizer._checkpoint, below
 
     def _snapshot(self):
         attrs, arrays = super()._snapshot()
         opt = self.__dict__.get("_optimizer")
-        opt_attrs = None if opt is None else {
-            k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(opt).items()}
+        opt_attrs = None if opt is None else opt._checkpoint()
         # the model's generator (shuffling, dropout) must not advance either
         rng = getattr(self.__dict__.get("_model"), "_rng", None)
         rng_state = None if rng is None else rng.bit_generator.state
@@ -391,8 +385,7 @@ class _BaseMLP(FastnnEstimator):
         attrs, arrays, opt, opt_attrs, rng, rng_state = snapshot
         super()._restore((attrs, arrays))
         if opt is not None:
-            vars(opt).clear()
-            vars(opt).update(opt_attrs)
+            opt._rollback(opt_attrs)
         if rng is not None:
             rng.bit_generator.state = rng_state
 
