@@ -1362,16 +1362,38 @@ def evaluate_targets(all_results):
                     detail = f"accuracy {fa:.3f} vs {oa:.3f}"
                     met = met and fa >= oa - ACCURACY_SLACK
         rows.append({"workload": wl, "compared": label, "target": f"{op} {bound:.2f}x",
-                     "measured": ratio, "met": met, "detail": detail})
+                     "measured": ratio, "met": met, "detail": detail,
+                     "per_round": round_ratios(fast, oth)})
     return rows
 
 
+def round_ratios(fast, other):
+    """fastnn's time over the other's in each interleaved round where both ran.
+
+    The verdict stays the ratio of the medians; these show how far the ratio itself moves
+    from round to round, where both contenders met the same machine within seconds.
+    """
+    if not (fast and other and fast.ok and other.ok):
+        return []
+    # a contender that fails stops there, so times[i] of each is round i
+    return [f / o for f, o in zip(fast.times, other.times) if o > 0]
+
+
+def _fmt_round_ratios(ratios):
+    if not ratios:
+        return "n/a"
+    return (f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}, "
+            f"n={len(ratios)})")
+
+
 def targets_table(rows):
-    lines = ["| workload | ratio | target | measured | met | |", "|---|---|---|---|---|---|"]
+    lines = ["| workload | ratio | target | measured | met | per round: median (min-max) | |",
+             "|---|---|---|---|---|---|---|"]
     for t in rows:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")
         lines.append(f"| {t['workload']} | {t['compared']} | {t['target']} | "
-                     f"{_fmt_ratio(t['measured'])} | {met} | {t['detail']} |")
+                     f"{_fmt_ratio(t['measured'])} | {met} | {_fmt_round_ratios(t['per_round'])} | "
+                     f"{t['detail']} |")
     return "\n".join(lines)
 
 

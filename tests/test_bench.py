@@ -85,6 +85,9 @@ def test_json_output(tiny_run):
             assert r["reason"]
         share = r["other_processes_cpu_share"]
         assert share is None or 0.0 <= share <= 1.0
+    for t in report["targets"]:
+        assert len(t["per_round"]) <= report["sizes"]["reps"]
+        assert all(r > 0 for r in t["per_round"])
     numpy_b128 = next(r for r in results
                       if r["workload"] == "mlp-b128" and r["contender"] == "NumPy")
     assert 0.0 <= numpy_b128["accuracy"] <= 1.0
@@ -108,6 +111,27 @@ def test_failing_contender_shows_na_and_the_run_goes_on(monkeypatch, capsys):
     assert rows["broken"][2] == "n/a" and "feature not there yet" in rows["broken"][7]
     assert rows["fails"][2] == "n/a" and "exploded mid-run" in rows["fails"][7]
     assert rows["NumPy"][2] != "n/a"
+
+
+def test_targets_give_the_ratio_of_medians_and_each_round_s_ratio():
+    fast = bench.Result("mlp-b512", bench.FASTNN, "s/epoch")
+    torch = bench.Result("mlp-b512", bench.TORCH, "s/epoch")
+    numpy = bench.Result("mlp-b512", bench.NUMPY, "s/epoch")
+    fast.times, torch.times, numpy.times = [1.0, 2.0, 4.0], [2.0, 2.0, 2.0], [8.0, 1.0]
+    rows = {t["compared"]: t for t in bench.evaluate_targets([[fast, torch, numpy]])}
+    vs_torch, vs_numpy = rows["fastnn / PyTorch"], rows["fastnn / NumPy"]
+    assert vs_torch["measured"] == 1.0 and vs_torch["met"] is False     # 2.0 / 2.0
+    assert vs_torch["per_round"] == [0.5, 1.0, 2.0]
+    # NumPy stopped after two rounds: only the rounds both ran are paired
+    assert vs_numpy["measured"] == pytest.approx(2.0 / 4.5)
+    assert vs_numpy["per_round"] == [0.125, 2.0]
+    table = bench.targets_table(bench.evaluate_targets([[fast, torch, numpy]]))
+    assert "| 1.00x (0.50-2.00, n=3) |" in table
+    numpy.reason = "failed"
+    rows = {t["compared"]: t for t in bench.evaluate_targets([[fast, torch, numpy]])}
+    assert rows["fastnn / NumPy"]["measured"] is None
+    assert rows["fastnn / NumPy"]["per_round"] == []
+    assert "| n/a | n/a | n/a |" in bench.targets_table([rows["fastnn / NumPy"]])
 
 
 def test_only_rejects_unknown_workloads():
