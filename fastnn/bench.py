@@ -1391,9 +1391,9 @@ def targets_table(rows):
              "|---|---|---|---|---|---|---|"]
     for t in rows:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")
+        per_round = _fmt_round_ratios(t["per_round"])
         lines.append(f"| {t['workload']} | {t['compared']} | {t['target']} | "
-                     f"{_fmt_ratio(t['measured'])} | {met} | {_fmt_round_ratios(t['per_round'])} | "
-                     f"{t['detail']} |")
+                     f"{_fmt_ratio(t['measured'])} | {met} | {per_round} | {t['detail']} |")
     return "\n".join(lines)
 
 
