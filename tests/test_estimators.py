@@ -426,6 +426,26 @@ def test_failed_training_rolls_back():
     np.testing.assert_array_equal(p.coef_, coef)
 
 
+def test_fit_that_diverges_after_some_epochs_rolls_back_the_curves():
+    # two epochs complete before the loss overflows: their losses (and validation
+    # scores) must not stay in the lists a warm start appends to
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = X @ rng.normal(size=5)
+    for early in (False, True):
+        est = fit_quietly(MLPRegressor(hidden_layer_sizes=(10,), solver="sgd", max_iter=5,
+                                       random_state=0, warm_start=True,
+                                       early_stopping=early), X, y)
+        curves = (list(est.loss_curve_), list(est.validation_scores_ or []))
+        state = pickle.dumps(est)
+        est.set_params(learning_rate_init=10.0)
+        with pytest.raises(ValueError, match="diverged"):
+            fit_quietly(est, X * 100, y * 1000)
+        assert (est.loss_curve_, est.validation_scores_ or []) == curves
+        est.set_params(learning_rate_init=0.001)
+        assert pickle.dumps(est) == state
+
+
 def test_unfitted_and_params():
     est = small_mlp()
     with pytest.raises(NotFittedError):

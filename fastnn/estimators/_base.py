@@ -177,9 +177,11 @@ class FastnnEstimator(_BaseEstimator):
                 "with appropriate arguments before using this estimator.")
 
     def _snapshot(self):
-        """What a failed fit must put back: the attribute dict (shallow) and copies
-        of every mutable array that training writes in place."""
-        return dict(self.__dict__), [(a, a.copy()) for a in self._mutable_arrays()]
+        """What a failed fit must put back: the attribute dict, with copies of the
+        lists that epochs append to (loss_curve_, validation_scores_), and copies of
+        every mutable array that training writes in place."""
+        attrs = {k: list(v) if isinstance(v, list) else v for k, v in self.__dict__.items()}
+        return attrs, [(a, a.copy()) for a in self._mutable_arrays()]
 
     def _restore(self, snapshot):
         attrs, arrays = snapshot
