@@ -446,6 +446,15 @@ def test_fit_that_diverges_after_some_epochs_rolls_back_the_curves():
         assert pickle.dumps(est) == state
 
 
+def test_batch_norm_with_one_row_per_batch_raises():
+    X, y = blobs()
+    est = fit_quietly(small_mlp(batch_norm=True, warm_start=True), X, y)
+    state = pickle.dumps(est)
+    with pytest.raises(ValueError, match="batch_size=1"):
+        fit_quietly(est.set_params(batch_size=1), X, y)
+    assert pickle.dumps(est.set_params(batch_size="auto")) == state
+
+
 def test_unfitted_and_params():
     est = small_mlp()
     with pytest.raises(NotFittedError):

@@ -476,6 +476,13 @@ def test_batchnorm_model_needs_two_training_samples():
     with pytest.raises(ValueError, match="at least 2"):
         model.fit(np.ones((1, 5)), [0])
     assert_state_equal(model, before)
+    # nor with one row per batch, on either path (the compiled one trained on, with NaN
+    # running variances, before this was checked)
+    X, y = blobs(10, "bn-batch-1")
+    for compiled in (None, False):
+        with pytest.raises(ValueError, match="batch_size=1"):
+            model.fit(X, y, batch_size=1, compiled=compiled)
+        assert_state_equal(model, before)
 
 
 # ------------------------------------------------- copies, threads, kernels

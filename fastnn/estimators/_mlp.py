@@ -494,6 +494,9 @@ class _BaseMLP(FastnnEstimator):
         if self.batch_norm and n_train < 2:
             raise ValueError("batch_norm=True cannot train on 1 sample: the batch variance "
                              "of one row is undefined; give at least 2 training rows.")
+        if self.batch_norm and batch_size == 1:
+            raise ValueError("batch_norm=True cannot train with batch_size=1: the batch "
+                             "variance of one row is undefined; use batch_size >= 2.")
 
         # ---- from here on self changes; a failure puts everything back
         snapshot = self._snapshot()

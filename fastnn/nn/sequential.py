@@ -406,6 +406,9 @@ class Sequential(Module):
             raise ValueError("val_accuracy is only recorded for classification losses")
         if self._has_batchnorm and X.shape[0] < 2:
             raise ValueError("a model with BatchNorm1d needs at least 2 training samples")
+        if self._has_batchnorm and batch_size == 1:
+            raise ValueError("a model with BatchNorm1d cannot train with batch_size=1: the "
+                             "batch variance of one row is undefined; use batch_size >= 2")
         if isinstance(loss, str):
             loss_fn.kernels = self._kernels
         opt = get_optimizer(optimizer, self.parameters(), lr)
