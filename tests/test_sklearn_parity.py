@@ -111,6 +111,12 @@ def _train_from_sklearn_init(ours_cls, theirs_cls, X, y, sample_weight=None, **p
     ("classifier", "iris", {"learning_rate": "invscaling", "learning_rate_init": 0.5,
                             "momentum": 0.0, "activation": "logistic"}),
     ("classifier", "iris", {"learning_rate": "adaptive", "n_iter_no_change": 1}),
+    # momentum while the learning rate changes: scikit-learn's velocity holds steps
+    ("classifier", "iris", {"learning_rate": "invscaling", "learning_rate_init": 0.5}),
+    ("classifier", "iris", {"learning_rate": "invscaling", "learning_rate_init": 0.5,
+                            "nesterovs_momentum": False, "activation": "tanh"}),
+    ("classifier", "iris", {"learning_rate": "adaptive", "learning_rate_init": 0.1,
+                            "n_iter_no_change": 1, "tol": 1.0}),
     ("classifier", "iris-weighted", {"batch_size": 50}),
     ("multilabel", "iris", {}),
     ("regressor", "diabetes", {"learning_rate_init": 0.01, "activation": "identity"}),

@@ -605,14 +605,14 @@ class _BaseMLP(FastnnEstimator):
                 if self.loss_curve_[-1] < self.best_loss_:
                     self.best_loss_ = self.loss_curve_[-1]
             if self.solver == "sgd" and self.learning_rate == "invscaling":
-                self._optimizer.lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                self._set_sgd_lr(float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if early else "Training loss"
                 msg = (f"{what} did not {'improve' if early else 'improve'} more than "
                        f"tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs.")
                 if self.solver == "sgd" and self.learning_rate == "adaptive" \
                         and self._optimizer.lr > 1e-6:
-                    self._optimizer.lr = self._optimizer.lr / 5.0
+                    self._set_sgd_lr(self._optimizer.lr / 5.0)
                     if self.verbose:
                         print(msg + " Setting learning rate to %f" % self._optimizer.lr)
                     self._no_improvement_count = 0
@@ -628,6 +628,18 @@ class _BaseMLP(FastnnEstimator):
                     "optimization hasn't converged yet." % self.max_iter)
         if early:
             self._put_state(best_state)
+
+    def _set_sgd_lr(self, lr):
+        """Change SGD's learning rate as scikit-learn does. Its velocity holds steps (v =
+        momentum * v - lr * g), PyTorch's momentum buffer, which fastnn's SGD keeps, holds
+        gradients (b = momentum * b + g, step -lr * b): the same while lr is constant. So
+        that the next step carries scikit-learn's velocity -old_lr * b, b is scaled by
+        old_lr / lr."""
+        opt = self._optimizer
+        if opt.momentum and lr != opt.lr:
+            for buf in opt.__dict__.get("_momentum_buffer", {}).values():
+                buf *= opt.lr / lr
+        opt.lr = lr
 
     def _copy_state(self, into=None):
         """The model's parameters and running statistics (its two flat buffers), copied
@@ -714,9 +726,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Small differences from scikit-learn: random numbers (initialisation, shuffling,
     the validation split) come from fastnn's seeded generators, so weights are not
-    bit-identical to scikit-learn's for the same ``random_state``; Adam and momentum
-    SGD use PyTorch's update rules (identical to scikit-learn's for a constant
-    learning rate, apart from where Adam adds epsilon); sparse X is densified.
+    bit-identical to scikit-learn's for the same ``random_state``; Adam adds epsilon
+    where PyTorch does; sparse X is densified.
 
     Attributes
     ----------
