@@ -182,6 +182,9 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
+    # True: eps is added to sqrt(v) before the bias correction, as scikit-learn's Adam
+    # does (its MLP estimators set it on their optimizer); PyTorch's place by default
+    _eps_on_raw_moment = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
@@ -198,7 +201,7 @@ class Adam(Optimizer):
         _kernels.adam_step(data, grad, self._state("exp_avg", i, data),
                            self._state("exp_avg_sq", i, data), self.lr, beta1, beta2, self.eps,
                            self.weight_decay, self._decoupled, self.step_count,
-                           get_num_threads(), self._hint(i, data))
+                           get_num_threads(), self._hint(i, data), self._eps_on_raw_moment)
 
     def _hint(self, i, data):
         """Group i's hint for the float32 kernel, which steers values on their way to

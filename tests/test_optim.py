@@ -20,7 +20,8 @@ def numpy_sgd(p, grads, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
     return p
 
 
-def numpy_adam(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+def numpy_adam(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False,
+               eps_on_raw_moment=False):
     m = np.zeros_like(p)
     v = np.zeros_like(p)
     for t, g in enumerate(grads, start=1):
@@ -30,9 +31,19 @@ def numpy_adam(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, dec
             g = g + weight_decay * p
         m = m + (1 - betas[0]) * (g - m)
         v = betas[1] * v + (1 - betas[1]) * g * g
+        if eps_on_raw_moment:       # scikit-learn's Adam
+            step = lr * np.sqrt(1 - betas[1] ** t) / (1 - betas[0] ** t)
+            p = p - step * m / (np.sqrt(v) + eps)
+            continue
         denom = np.sqrt(v) / np.sqrt(1 - betas[1] ** t) + eps
         p = p - lr / (1 - betas[0] ** t) * m / denom
     return p
+
+
+def sklearn_style_adam(params, **kwargs):
+    adam = Adam(params, **kwargs)
+    adam._eps_on_raw_moment = True
+    return adam
 
 
 CASES = {
@@ -43,6 +54,10 @@ CASES = {
                  lambda p, gs: numpy_sgd(p, gs, 0.1, 0.7, nesterov=True)),
     "adam": (lambda ps: Adam(ps, lr=0.01, weight_decay=0.1),
              lambda p, gs: numpy_adam(p, gs, 0.01, weight_decay=0.1)),
+    # eps large enough to tell where it is added
+    "adam-eps-on-raw-moment": (lambda ps: sklearn_style_adam(ps, lr=0.01, eps=0.1),
+                               lambda p, gs: numpy_adam(p, gs, 0.01, eps=0.1,
+                                                        eps_on_raw_moment=True)),
     "adamw": (lambda ps: AdamW(ps, lr=0.01, betas=(0.8, 0.9), weight_decay=0.2),
               lambda p, gs: numpy_adam(p, gs, 0.01, (0.8, 0.9), weight_decay=0.2,
                                        decoupled=True)),

@@ -4,7 +4,7 @@ Two kinds of test:
 
 * exact: with the random parts switched off or shared (shuffle=False; the MLP started
   from scikit-learn's own initial weights), both libraries compute the same arithmetic,
-  so coefficients agree to float64 rounding (no Adam: it places epsilon differently);
+  so coefficients agree to float64 rounding;
 * statistical: with each library's own random numbers, test accuracy (R^2) averaged
   over seeds is at least scikit-learn's minus 2 points (0.03).
 """
@@ -128,7 +128,22 @@ def test_mlp_sgd_matches_sklearn_from_same_start(case):
     # alpha's L2 term over the batch's weight sum), the gradients, momentum and the
     # learning-rate schedules are scikit-learn's: from the same start, without
     # shuffling, 40 epochs of sgd agree to rounding.
-    kind, data, params = case
+    _assert_same_training_as_sklearn(*case, solver="sgd")
+
+
+@pytest.mark.parametrize("case", [
+    ("classifier", "iris", {}),
+    ("classifier", "breast_cancer", {"alpha": 0.1, "batch_size": 100, "beta_1": 0.8}),
+    ("multilabel", "iris", {"learning_rate_init": 0.01}),
+    ("regressor", "diabetes", {"learning_rate_init": 0.01, "epsilon": 1e-3}),
+], ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_mlp_adam_matches_sklearn_from_same_start(case):
+    # Adam as scikit-learn's: epsilon added to the square root of the raw second
+    # moment (PyTorch adds it after the bias correction)
+    _assert_same_training_as_sklearn(*case, solver="adam")
+
+
+def _assert_same_training_as_sklearn(kind, data, params, solver):
     name = data.split("-")[0]
     X, y = standardized(name)
     sw = None
@@ -139,13 +154,13 @@ def test_mlp_sgd_matches_sklearn_from_same_start(case):
         if "2out" in data:
             y = np.c_[y, y / 10]
         ours, theirs = _train_from_sklearn_init(
-            MLPRegressor, SkMLPRegressor, X, y, sw, solver="sgd",
+            MLPRegressor, SkMLPRegressor, X, y, sw, solver=solver,
             **({"loss": "poisson"} if kind == "poisson" else {}), **params)
     else:
         if kind == "multilabel":
             y = (y[:, None] == np.arange(3)).astype(int)
         ours, theirs = _train_from_sklearn_init(MLPClassifier, SkMLPClassifier, X, y, sw,
-                                                solver="sgd", **params)
+                                                solver=solver, **params)
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.abs(b).max())
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-10)

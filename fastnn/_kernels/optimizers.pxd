@@ -316,7 +316,8 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
                                 floating* exp_avg_sq, double lr, double beta1, double beta2,
                                 double eps, double weight_decay, bint decoupled, long step,
                                 Py_ssize_t n, int n_threads,
-                                unsigned char* hint=NULL) noexcept nogil:
+                                unsigned char* hint=NULL,
+                                bint eps_on_raw_moment=False) noexcept nogil:
     """torch.optim.Adam (weight decay added to the gradient) or AdamW (decoupled:
     p *= 1 - lr * wd), with bias correction; step counts from 1.
 
@@ -336,7 +337,10 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
     steps; NULL for none) steers the elements whose values are tiny, on their way to
     subnormal, around the vector loop (csrc/fastnn_adam.h). The results do not depend
     on it: a batch-32 epoch of the bench's MLP ended with some 3,000 subnormal first
-    moments, and its steps took 0.31-0.37 s against 0.46-0.51 s without."""
+    moments, and its steps took 0.31-0.37 s against 0.46-0.51 s without.
+
+    eps_on_raw_moment: eps is added to sqrt(v), not to sqrt(v / c2), as scikit-learn's
+    Adam does (p -= lr * sqrt(c2) / c1 * m / (sqrt(v) + eps)): eps is then not scaled."""
     cdef double bias_correction2_sqrt = sqrt(1 - beta2 ** step)
     cdef AdamStep s
     s.param = param
@@ -344,7 +348,7 @@ cdef inline void adam_step_core(floating* param, const floating* grad, floating*
     s.exp_avg = exp_avg
     s.exp_avg_sq = exp_avg_sq
     s.step_size = lr / (1 - beta1 ** step) * bias_correction2_sqrt
-    s.epsilon = eps * bias_correction2_sqrt
+    s.epsilon = eps if eps_on_raw_moment else eps * bias_correction2_sqrt
     s.decay = 1 - lr * weight_decay if decoupled else 1
     s.weight_decay = weight_decay
     s.beta2 = beta2

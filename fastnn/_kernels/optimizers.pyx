@@ -37,9 +37,11 @@ def adam_step(floating[::1] param not None,       # IN/OUT
               floating[::1] exp_avg_sq not None,  # IN/OUT second moment
               double lr, double beta1, double beta2, double eps,
               double weight_decay, bint decoupled, long step, int n_threads,
-              unsigned char[::1] hint=None):      # IN/OUT float32 only: adam_hint_size bytes
+              unsigned char[::1] hint=None,       # IN/OUT float32 only: adam_hint_size bytes
+              bint eps_on_raw_moment=False):
     """One Adam step. hint, kept between the steps of one set of moments, lets float32
-    steps go around values that turn subnormal; the results are the same."""
+    steps go around values that turn subnormal; the results are the same.
+    eps_on_raw_moment adds eps where scikit-learn does (see adam_step_core)."""
     cdef unsigned char* hint_ptr = NULL
     if hint is not None:
         if floating is double:
@@ -53,4 +55,4 @@ def adam_step(floating[::1] param not None,       # IN/OUT
         with nogil:
             adam_step_core(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], lr, beta1, beta2,
                            eps, weight_decay, decoupled, step, param.shape[0], n_threads,
-                           hint_ptr)
+                           hint_ptr, eps_on_raw_moment)

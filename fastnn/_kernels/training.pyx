@@ -57,7 +57,8 @@ cdef enum:
     ARG_BETA1 = 5
     ARG_BETA2 = 6
     ARG_EPS = 7
-    N_OPT_ARGS = 8
+    ARG_EPS_ON_RAW_MOMENT = 8
+    N_OPT_ARGS = 9
 
 # workspace offsets per layer: output, mask or x_hat, (mean, var, inv_std)
 cdef enum:
@@ -68,7 +69,8 @@ cdef enum:
 LINEAR, RELU, SIGMOID, TANH, DROPOUT, BATCHNORM = range(6)
 CROSS_ENTROPY_LABELS, CROSS_ENTROPY_PROBS, MSE, BCE_WITH_LOGITS = range(4)
 SGD, ADAM, ADAMW = range(3)
-OPT_ARGS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps")
+OPT_ARGS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps",
+            "eps_on_raw_moment")
 
 
 cdef inline Py_ssize_t line_up(Py_ssize_t offset) noexcept:
@@ -446,6 +448,7 @@ cdef Py_ssize_t _run_batches(
     cdef double dampening = opt_args[ARG_DAMPENING], weight_decay = opt_args[ARG_WEIGHT_DECAY]
     cdef bint nesterov = opt_args[ARG_NESTEROV] != 0
     cdef double beta1 = opt_args[ARG_BETA1], beta2 = opt_args[ARG_BETA2], eps = opt_args[ARG_EPS]
+    cdef bint eps_on_raw_moment = opt_args[ARG_EPS_ON_RAW_MOMENT] != 0
     k = widths[n_layers]
     with nogil:
         for b in range(n_batches):
@@ -561,7 +564,7 @@ cdef Py_ssize_t _run_batches(
             else:
                 adam_step_core(p, gr, s1, s2, lr, beta1, beta2, eps, weight_decay,
                                opt_kind == OPT_ADAMW, step_count[0] + 1, n_params, n_threads,
-                               adam_hint)
+                               adam_hint, eps_on_raw_moment)
             step_count[0] += 1
             completed += 1
     return completed

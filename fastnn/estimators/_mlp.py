@@ -342,8 +342,10 @@ class _BaseMLP(FastnnEstimator):
             momentum = float(self.momentum)
             return SGD(params, lr=float(self.learning_rate_init), momentum=momentum,
                        nesterov=bool(self.nesterovs_momentum) and momentum > 0)
-        return Adam(params, lr=float(self.learning_rate_init),
+        adam = Adam(params, lr=float(self.learning_rate_init),
                     betas=(float(self.beta_1), float(self.beta_2)), eps=float(self.epsilon))
+        adam._eps_on_raw_moment = True           # scikit-learn's update, not PyTorch's
+        return adam
 
     @property
     def _linears(self):
@@ -726,8 +728,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Small differences from scikit-learn: random numbers (initialisation, shuffling,
     the validation split) come from fastnn's seeded generators, so weights are not
-    bit-identical to scikit-learn's for the same ``random_state``; Adam adds epsilon
-    where PyTorch does; sparse X is densified.
+    bit-identical to scikit-learn's for the same ``random_state``; sparse X is
+    densified.
 
     Attributes
     ----------

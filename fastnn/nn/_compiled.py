@@ -150,16 +150,17 @@ class EpochRunner:
                           np.empty(0, model.dtype))
             self.adam_hint = None
             momentum, nesterov, decay = opt.momentum, opt.nesterov, opt.weight_decay
-            betas, eps = (0.0, 0.0), 0.0
+            betas, eps, eps_on_raw_moment = (0.0, 0.0), 0.0, False
         else:
             self.opt_kind = _kernel.ADAMW if isinstance(opt, AdamW) else _kernel.ADAM
             self.state = (opt._state("exp_avg", 0, model._flat_params),
                           opt._state("exp_avg_sq", 0, model._flat_params))
             self.adam_hint = opt._hint(0, model._flat_params)
             momentum, nesterov, decay = 0.0, False, opt.weight_decay
-            betas, eps = opt.betas, opt.eps
+            betas, eps, eps_on_raw_moment = opt.betas, opt.eps, opt._eps_on_raw_moment
         self.opt_args = np.array([opt.lr, momentum, 0.0, float(nesterov), decay,
-                                  betas[0], betas[1], eps], dtype=np.float64)
+                                  betas[0], betas[1], eps, float(eps_on_raw_moment)],
+                                 dtype=np.float64)
 
     @staticmethod
     def supports(model, loss_fn, opt):
