@@ -5,6 +5,7 @@ Everything here runs without PyTorch; test_torch_parity.py holds the numbers to 
 import copy
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -526,6 +527,82 @@ def test_predict_from_several_threads_at_once():
         t.join()
     assert not errors and all(results)
     assert model.training
+
+
+class _ZeroWhileTraining(nn.Module):
+    """A custom layer without its own infer: the identity in eval mode, zeros in
+    training mode, slow enough that threads overlap inside its forward."""
+    preserves_width = True
+
+    def forward(self, x):
+        y = np.array(x, copy=True)
+        time.sleep(0.001)
+        return y * 0 if self.training else y
+
+    def backward(self, dy):
+        return dy
+
+
+def test_predict_from_several_threads_through_a_custom_layer():
+    # the default Module.infer switches the layer to eval mode for the call; no thread
+    # may find it switched back half-way through
+    model = nn.Sequential(nn.Linear(4, 3), _ZeroWhileTraining(), seed=0)
+    X = normal((50, 4), F64, "custom-threads")
+    expected = model.predict(X)
+    assert np.abs(expected).sum() > 0 and model.training
+    wrong = []
+
+    def work():
+        for _ in range(50):
+            wrong.append(not np.array_equal(model.predict(X), expected))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wrong) == 200 and not any(wrong)
+    assert model.training
+
+
+class _Counter(nn.Module):
+    """A custom layer with a buffer, through the documented buffers() hook."""
+    preserves_width = True
+
+    def __init__(self):
+        super().__init__()
+        self.seen = np.arange(6.0).reshape(2, 3)
+
+    def buffers(self):
+        return {"seen": self.seen}
+
+    def forward(self, x):
+        if self.training:
+            self.seen += 1
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+def test_custom_layer_buffers_join_the_flat_buffer():
+    model = nn.Sequential(nn.Linear(2, 2), _Counter(), seed=0)
+    layer = model[1]
+    np.testing.assert_array_equal(layer.seen, np.arange(6.0).reshape(2, 3))
+    assert layer.seen.dtype == model.dtype and np.shares_memory(layer.seen, model._flat_buffers)
+    X, y = normal((8, 2), F64, "counter"), labels(8, 2, "counter")
+    model.fit(X, y, epochs=1, batch_size=4, compiled=False)
+    np.testing.assert_array_equal(layer.seen, np.arange(6.0).reshape(2, 3) + 2)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(clone[1].seen, layer.seen)
+        assert np.shares_memory(clone[1].seen, clone._flat_buffers)
+
+    class Elsewhere(_Counter):
+        def buffers(self):
+            return {"count": self.seen}
+
+    with pytest.raises(TypeError, match="override _bind_buffer"):
+        nn.Sequential(nn.Linear(2, 2), Elsewhere())
 
 
 def test_reference_kernels_train_to_the_same_weights():

@@ -11,6 +11,7 @@ nothing, so several threads may call it on one model at once.
 """
 import importlib
 import math
+import threading
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from fastnn.nn.parameter import Parameter
 
 __all__ = ["Module", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "BatchNorm1d",
            "resolve_kernels"]
+
+# held while the default Module.infer runs a training-mode layer in eval mode
+_MODE_SWITCH = threading.RLock()
 
 _KERNEL_FUNCTIONS = ("linear_forward", "linear_backward", "relu", "relu_backward", "sigmoid",
                      "sigmoid_backward", "tanh", "tanh_backward", "batchnorm_forward",
@@ -80,11 +84,31 @@ class Module:
         return [v for _k, v in self.named_parameters()]
 
     def buffers(self):
-        """Non-trainable state saved with the model, as {name: array} (views once bound)."""
+        """Non-trainable state saved with the model, as {name: array} (views once bound).
+
+        A layer that returns its own attributes here (``{"n": self.n}``) needs nothing
+        more; one that keeps its buffers elsewhere overrides ``_bind_buffer`` and
+        ``_set_buffer`` as well."""
         return {}
 
-    def _set_buffer(self, name, array):
-        raise KeyError(name)
+    def _bind_buffer(self, name, view):
+        """Adopt ``view`` (flat, a slice of the model's buffer) as buffer ``name``, values
+        kept: by default the attribute of that name becomes a view of the right shape."""
+        current = getattr(self, name, None)
+        if current is None or current is not self.buffers().get(name):
+            raise TypeError(f"{type(self).__name__}.buffers() returns {name!r}, which is "
+                            f"not its attribute {name!r}: override _bind_buffer and "
+                            "_set_buffer to say where that buffer lives")
+        shaped = view.reshape(np.shape(current))
+        shaped[...] = current
+        setattr(self, name, shaped)
+
+    def _set_buffer(self, name, value):
+        target = self.buffers()[name]
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ValueError(f"{name} must have shape {target.shape}, got {value.shape}")
+        target[...] = value
 
     def reset_parameters(self, rng):
         """(Re)initialise the parameters from a numpy Generator (no-op by default)."""
@@ -109,14 +133,17 @@ class Module:
         raise NotImplementedError
 
     def infer(self, x):
-        """Eval-mode forward. Layers without a stateless version switch mode for the call."""
-        if not self.training:
-            return self.forward(x)
-        self.training = False
-        try:
-            return self.forward(x)
-        finally:
-            self.training = True
+        """Eval-mode forward. Layers without a stateless version switch mode for the call,
+        under a lock that every such call takes, so that no thread finds the layer in
+        training mode half-way through its forward."""
+        with _MODE_SWITCH:
+            if not self.training:
+                return self.forward(x)
+            self.training = False
+            try:
+                return self.forward(x)
+            finally:
+                self.training = True
 
     def __call__(self, x):
         return self.forward(x)
