@@ -455,6 +455,24 @@ def test_batch_norm_with_one_row_per_batch_raises():
     assert pickle.dumps(est.set_params(batch_size="auto")) == state
 
 
+def test_coefs_and_intercepts_can_be_assigned():
+    X, y = blobs()
+    est = fit_quietly(small_mlp(), X, y)
+    with pytest.raises(AttributeError, match="once fit"):
+        small_mlp().coefs_ = [np.zeros((5, 16)), np.zeros((16, 3))]
+    before = pickle.dumps(est)
+    for bad, match in [([np.zeros((5, 16))], "2 arrays"),
+                       ([np.zeros((5, 16)), np.zeros((16, 2))], r"coefs_\[1\] must have shape")]:
+        with pytest.raises(ValueError, match=match):
+            est.coefs_ = bad
+        assert pickle.dumps(est) == before          # nothing written on a failed call
+    est.coefs_ = [np.zeros_like(c, dtype=np.float64) for c in est.coefs_]
+    est.intercepts_ = [np.zeros(c.shape).tolist() for c in est.intercepts_]
+    assert all(not c.any() for c in est.coefs_ + est.intercepts_)
+    assert est.coefs_[0].dtype == np.float32                  # the network's dtype
+    np.testing.assert_allclose(est.predict_proba(X), 1 / len(est.classes_))
+
+
 def test_unfitted_and_params():
     est = small_mlp()
     with pytest.raises(NotFittedError):

@@ -93,9 +93,8 @@ def _train_from_sklearn_init(ours_cls, theirs_cls, X, y, sample_weight=None, **p
         ours = ours_cls(max_iter=1, warm_start=True, dtype="float64", **params).fit(X, y)
         sizes = [X.shape[1], 20, ours.n_outputs_]
         init = _sklearn_initial_weights(sizes, 3, params.get("activation", "relu"))
-        for (w, b), coef, intercept in zip(init, ours.coefs_, ours.intercepts_):
-            coef[...] = w          # coefs_ / intercepts_ are views into the network
-            intercept[...] = b
+        ours.coefs_ = [w for w, _b in init]
+        ours.intercepts_ = [b for _w, b in init]
         # the rest of the state a fresh fit starts from (warm_start keeps it, as in
         # scikit-learn): invscaling counts samples from 0, the stopping rule starts over
         ours.t_, ours.loss_curve_, ours.best_loss_ = 0, [], np.inf

@@ -359,12 +359,37 @@ class _BaseMLP(FastnnEstimator):
             raise AttributeError("coefs_ is set by fit")
         return [layer.weight.data for layer in self._linears]
 
+    @coefs_.setter
+    def coefs_(self, arrays):
+        self._assign_layer_arrays("coefs_", "weight", arrays)
+
     @property
     def intercepts_(self):
         """Bias vectors, element i of shape (units in layer i + 1,)."""
         if "_model" not in self.__dict__:
             raise AttributeError("intercepts_ is set by fit")
         return [layer.bias.data for layer in self._linears]
+
+    @intercepts_.setter
+    def intercepts_(self, arrays):
+        self._assign_layer_arrays("intercepts_", "bias", arrays)
+
+    def _assign_layer_arrays(self, name, which, arrays):
+        """``est.coefs_ = [...]``, as scikit-learn users set weights: the values are
+        copied into the network, in its dtype, once every array has the right shape."""
+        if "_model" not in self.__dict__:
+            raise AttributeError(f"{name} can be assigned once fit has built the network")
+        targets = [getattr(layer, which).data for layer in self._linears]
+        arrays = list(arrays)
+        if len(arrays) != len(targets):
+            raise ValueError(f"{name} needs {len(targets)} arrays, one per layer, got "
+                             f"{len(arrays)}")
+        values = [np.asarray(a, dtype=t.dtype) for a, t in zip(arrays, targets)]
+        for i, (v, t) in enumerate(zip(values, targets)):
+            if v.shape != t.shape:
+                raise ValueError(f"{name}[{i}] must have shape {t.shape}, got {v.shape}")
+        for v, t in zip(values, targets):
+            t[...] = v
 
     def _mutable_arrays(self):
         if "_model" not in self.__dict__:
