@@ -387,7 +387,7 @@ def test_bad_input_raises_and_failed_fit_changes_nothing(make):
 @pytest.mark.parametrize("params, match", [
     ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes"),
     ({"hidden_layer_sizes": 0}, "hidden_layer_sizes"),
-    ({"solver": "lbfgs"}, "lbfgs.*not offered"), ({"solver": "newton"}, "solver"),
+    ({"solver": "lbfgs", "dropout": 0.1}, "lbfgs"), ({"solver": "newton"}, "solver"),
     ({"activation": "swish"}, "activation"), ({"learning_rate": "cosine"}, "learning_rate"),
     ({"alpha": -1.0}, "alpha"), ({"learning_rate_init": 0.0}, "learning_rate_init"),
     ({"dropout": 1.0}, "dropout"), ({"l1": -0.1}, "l1"), ({"dtype": "int32"}, "dtype"),
@@ -471,6 +471,29 @@ def test_coefs_and_intercepts_can_be_assigned():
     assert all(not c.any() for c in est.coefs_ + est.intercepts_)
     assert est.coefs_[0].dtype == np.float32                  # the network's dtype
     np.testing.assert_allclose(est.predict_proba(X), 1 / len(est.classes_))
+
+
+def test_lbfgs_solver():
+    X, y = blobs()
+    est = fit_quietly(small_mlp(solver="lbfgs", max_iter=50, early_stopping=True), X, y)
+    assert est.score(X, y) > 0.95 and 1 <= est.n_iter_ <= 50 and np.isfinite(est.loss_)
+    # scikit-learn keeps no curve or stopping state for lbfgs, and ignores early_stopping
+    for attr in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
+        assert not hasattr(est, attr)
+    with pytest.raises(AttributeError, match="lbfgs is not stochastic"):
+        est.partial_fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        small_mlp(solver="lbfgs", max_iter=2).fit(X, y)
+    # a warm start continues from the weights, and a failed one changes nothing
+    state = pickle.dumps(est)
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.set_params(warm_start=True).fit(X_nan, y)
+    assert pickle.dumps(est.set_params(warm_start=False)) == state
+    reg = fit_quietly(MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0),
+                      X, X[:, 0] - 2 * X[:, 1])
+    assert reg.score(X, X[:, 0] - 2 * X[:, 1]) > 0.99
 
 
 def test_unfitted_and_params():

@@ -51,7 +51,9 @@ def expected_failures(estimator):
 @parametrize_with_checks(
     [Perceptron(), MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
      # fastnn's extras must keep the estimator scikit-learn compatible too
-     MLPClassifier(max_iter=100, batch_norm=True, dropout=0.1, l1=1e-4)],
+     MLPClassifier(max_iter=100, batch_norm=True, dropout=0.1, l1=1e-4),
+     MLPClassifier(max_iter=100, solver="lbfgs", dtype="float64"),
+     MLPRegressor(max_iter=100, solver="lbfgs", dtype="float64")],
     expected_failed_checks=expected_failures,
     xfail_strict=False,
 )

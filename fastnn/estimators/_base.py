@@ -9,7 +9,9 @@ Without it, small stand-ins below give the same contract: ``get_params`` and
 Input validation is fastnn's own in both cases (see ``_checks.py``), so an estimator
 behaves the same whether scikit-learn is installed or not.
 """
+import functools
 import inspect
+import types
 import warnings
 
 import numpy as np
@@ -212,6 +214,26 @@ def check_random_state_seed(random_state):
     raise ValueError(
         f"random_state must be None, an int, a numpy RandomState or Generator; "
         f"got {random_state!r}")
+
+
+class available_if:
+    """A method that exists only while ``check(self)`` returns without raising
+    AttributeError (scikit-learn's ``available_if``): ``hasattr`` then says False, as
+    scikit-learn's own estimators do for, say, partial_fit under lbfgs."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def __call__(self, fn):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        return self
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self.fn
+        self.check(obj)
+        return types.MethodType(self.fn, obj)
 
 
 def warn_convergence(message):

@@ -34,7 +34,7 @@ from ..nn import (BatchNorm1d, BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Lin
 from ..nn import _compiled
 from ..optim import SGD, Adam
 from ._base import (ClassifierMixin, FastnnEstimator, NotFittedError, RegressorMixin,
-                    check_random_state_seed, r2_score, warn_convergence)
+                    available_if, check_random_state_seed, r2_score, warn_convergence)
 from ._checks import (
     check_classification_y, check_feature_names, check_n_features, check_regression_y,
     check_sample_weight, check_X, compute_class_weight, encode_labels, get_feature_names,
@@ -46,6 +46,14 @@ from .._validation import all_finite
 #: call) whenever it can state the objective; False forces the per-layer path through
 #: ``Sequential.fit`` (the tests compare the two).
 _USE_COMPILED = True
+
+
+def _stochastic_solver(estimator):
+    """partial_fit's condition: scikit-learn offers it for 'sgd' and 'adam' only."""
+    if estimator.solver == "lbfgs":
+        raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                             "lbfgs is not stochastic.")
+
 
 _ACTIVATIONS = {"identity": None, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
@@ -126,6 +134,14 @@ class _SklearnObjective(Loss):
             loss += 0.5 * self.alpha * sq / s
         return float(loss), grad
 
+    def add_l2_gradient(self):
+        """Add the L2 term's gradient, alpha * W / (the last batch's weight sum), to the
+        weights' grads (the loss itself only sees the outputs)."""
+        s, alpha = self.weight_sum, self.alpha
+        if alpha and s > 0.0:
+            for p in self.weights:
+                p.grad += (alpha / s) * p.data
+
 
 class _L2Step:
     """The optimizer given to ``Sequential.fit``: adds scikit-learn's L2 gradient
@@ -144,10 +160,7 @@ class _L2Step:
         self.optimizer.zero_grad()
 
     def step(self):
-        s, alpha = self.objective.weight_sum, self.objective.alpha
-        if alpha and s > 0.0:
-            for p in self.objective.weights:
-                p.grad += (alpha / s) * p.data
+        self.objective.add_l2_gradient()
         self.optimizer.step()
 
 
@@ -260,12 +273,13 @@ class _BaseMLP(FastnnEstimator):
                 raise ValueError(f"hidden_layer_sizes must hold ints, got {hidden!r}.")
         if any(h <= 0 for h in hidden):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
-        if self.solver == "lbfgs":
+        if self.solver not in ("adam", "sgd", "lbfgs"):
+            raise ValueError(f"solver must be 'lbfgs', 'sgd' or 'adam', got {self.solver!r}.")
+        if self.solver == "lbfgs" and (self.dropout or self.batch_norm):
             raise ValueError(
-                "solver='lbfgs' is not offered by fastnn's MLP estimators; use "
-                "solver='adam' (the default) or solver='sgd'.")
-        if self.solver not in ("adam", "sgd"):
-            raise ValueError(f"solver must be 'adam' or 'sgd', got {self.solver!r}.")
+                "solver='lbfgs' minimises one full-batch objective, which dropout's random "
+                "masks and batch_norm's running statistics would change from call to call; "
+                "use solver='adam' or 'sgd' with them.")
         if self.activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}.")
@@ -492,7 +506,8 @@ class _BaseMLP(FastnnEstimator):
         rng = np.random.default_rng(seed)
         X_val = y_val = sw_val = None
         X_tr, T_tr, sw_tr = X, T, sw
-        if self.early_stopping:
+        lbfgs = self.solver == "lbfgs"
+        if self.early_stopping and not lbfgs:       # scikit-learn's lbfgs ignores it
             strat = None
             if self._classifier and n_out >= 1 and label_info["kind"] != "multilabel-indicator":
                 strat = label_info["y_idx"]
@@ -530,9 +545,13 @@ class _BaseMLP(FastnnEstimator):
         try:
             if first_pass:
                 self._initialize(hidden, d, n_out, dtype, rng, label_info)
-            if not incremental or "_optimizer" not in self.__dict__:
-                self._optimizer = self._make_optimizer(self._model)
-            self._epochs(X_tr, T_tr, sw_tr, X_val, y_val, sw_val, batch_size, incremental)
+            if lbfgs:
+                self._fit_lbfgs(X_tr, T_tr, sw_tr)
+            else:
+                if not incremental or "_optimizer" not in self.__dict__:
+                    self._optimizer = self._make_optimizer(self._model)
+                self._epochs(X_tr, T_tr, sw_tr, X_val, y_val, sw_val, batch_size,
+                             incremental)
             if not all(np.isfinite(p.data).all() for p in self._model.parameters()):
                 raise ValueError(
                     "Solver produced non-finite parameter weights. The input data may "
@@ -558,6 +577,11 @@ class _BaseMLP(FastnnEstimator):
         self.n_outputs_ = n_out
         self.n_layers_ = len(hidden) + 2
         self.out_activation_ = self._out_activation(label_info)
+        for attr in ("loss_curve_", "best_loss_", "validation_scores_",
+                     "best_validation_score_"):
+            self.__dict__.pop(attr, None)
+        if self.solver == "lbfgs":
+            return            # scikit-learn keeps no curve or stopping state for lbfgs
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -596,6 +620,54 @@ class _BaseMLP(FastnnEstimator):
                                 batch_size=batch_size, shuffle=shuffle, l1=l1, verbose=0)
             return float(history.history["loss"][0])
         return run
+
+    def _fit_lbfgs(self, X, T, sw):
+        """scikit-learn's lbfgs solver: scipy's L-BFGS-B over all the parameters, from
+        the network's current ones, on the full-batch objective (the weighted mean loss
+        plus 0.5 * alpha * sum(W**2) / sum(sample_weight)), with max_iter, max_fun and
+        tol as the iteration, evaluation and gradient limits. The optimizer works in
+        float64; a float32 network computes each evaluation in float32."""
+        from scipy.optimize import minimize
+        name = type(self).__name__
+        if not all_finite(X):
+            raise non_finite_error(X, "X", name)
+        model = self._model
+        objective = _SklearnObjective(self._objective_kind(), self.alpha,
+                                      [layer.weight for layer in self._linears])
+        targets = np.empty((len(X), T.shape[1] + 1), dtype=model.dtype)
+        targets[:, :-1] = T
+        targets[:, -1] = sw
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+        params, grads, l1 = model._flat_params, model._flat_grads, float(self.l1)
+
+        def loss_and_gradient(x):
+            params[...] = x
+            out = X
+            for layer in model.layers:
+                out = layer.forward(out)
+            loss, dy = objective.forward(out, targets)
+            for layer in reversed(model.layers):
+                dy = layer.backward(dy)
+            objective.add_l2_gradient()
+            if l1:
+                loss += model._penalty(l1, 0.0)
+            return loss, grads.astype(np.float64)
+
+        result = minimize(loss_and_gradient, params.astype(np.float64), method="L-BFGS-B",
+                          jac=True, options={"maxfun": int(self.max_fun),
+                                             "maxiter": int(self.max_iter),
+                                             "gtol": float(self.tol)})
+        params[...] = result.x
+        self.n_iter_ = min(int(result.nit), int(self.max_iter))
+        self.loss_ = float(result.fun)
+        if result.status != 0:
+            message = result.message
+            if isinstance(message, bytes):
+                message = message.decode("latin1")
+            warn_convergence(
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                f"(status={result.status}): {message}. Increase the number of iterations "
+                f"(max_iter={self.max_iter}) or scale the data.")
 
     def _epochs(self, X, T, sw, X_val, y_val, sw_val, batch_size, incremental):
         """scikit-learn's epoch loop, one epoch at a time through ``_epoch_runner``."""
@@ -728,8 +800,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     scikit-learn. Two classes use one logistic output, several a softmax, a 2-D 0/1
     label matrix (multilabel) one logistic output per label.
 
-    ``solver='lbfgs'`` is **not offered**: it raises ValueError. Use 'adam' or 'sgd'.
-    ``max_fun`` is accepted for compatibility and unused (it only concerns lbfgs).
+    ``solver='lbfgs'`` is scikit-learn's: scipy's L-BFGS-B on the full-batch objective
+    (``max_iter`` iterations, ``max_fun`` evaluations, ``tol`` on the gradient), without
+    ``partial_fit``, ``loss_curve_`` or early stopping; not with ``dropout`` or
+    ``batch_norm``.
 
     Beyond scikit-learn
     -------------------
@@ -890,6 +964,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             correct = pred == y
         return float(np.average(correct, weights=sample_weight))
 
+    @available_if(_stochastic_solver)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing the current optimizer state.
 
@@ -932,7 +1007,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     (loss 'squared_error' with an identity output, or 'poisson' with an exponential
     output); trains a ``fastnn.Sequential``. See :class:`MLPClassifier` for the shared
     behaviour, the extras (``dropout``, ``batch_norm``, ``l1``, ``dtype``) and the small
-    differences from scikit-learn. ``solver='lbfgs'`` is **not offered** (ValueError).
+    differences from scikit-learn.
     Predictions come out in ``dtype`` (float32 by default).
     """
 
@@ -998,6 +1073,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return np.nan
         return r2_score(y, out, sample_weight=sample_weight)
 
+    @available_if(_stochastic_solver)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing the current optimizer state."""
         return self._fit(X, y, sample_weight, incremental=True)
