@@ -18,7 +18,8 @@ import operator
 import numpy as np
 
 from fastnn._validation import (
-    batchnorm_eps, check_ndim, check_same_shape, dropout_probability, dropout_seed)
+    as_numeric, batchnorm_eps, check_ndim, check_same_shape, dropout_probability,
+    dropout_seed)
 
 __all__ = [
     "sigmoid", "tanh", "relu",
@@ -47,8 +48,9 @@ def _common_float_dtype(arrays):
 
 
 def _floats(*arrays):
-    """Convert arrays (None passes through) to their common float dtype."""
-    arrays = [None if a is None else np.asarray(a) for a in arrays]
+    """Convert arrays (None passes through) to their common float dtype. Object and
+    string arrays of numbers become float64 first, as in fastnn.ops (as_numeric)."""
+    arrays = [None if a is None else as_numeric(a, "input") for a in arrays]
     dtype = _common_float_dtype([a for a in arrays if a is not None])
     return [None if a is None else a.astype(dtype, copy=False) for a in arrays]
 
@@ -65,7 +67,7 @@ def _check_num_classes(num_classes):
 
 def _check_labels(labels, num_classes, name):
     """Return labels as a 1-D int64 array after checking they are class indices."""
-    labels = np.asarray(labels)
+    labels = as_numeric(labels, name)
     check_ndim(labels, 1, name)
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)):

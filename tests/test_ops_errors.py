@@ -96,7 +96,30 @@ BAD_TYPES = [
     ("dropout-seed-float", "dropout", lambda: (X23, 0.5, 1.5), r"seed"),
     ("dropout-p-object", "dropout", lambda: (X23, object(), 0), r"\bp\b"),
     ("one_hot-num_classes-float", "one_hot", lambda: (np.array([0]), 2.5), r"num_classes"),
+    # an object array is read only when it holds numbers: None is not read as NaN
+    ("sigmoid-object-None", "sigmoid", lambda: (np.array([1.0, None], dtype=object),),
+     r"real numbers.*None"),
+    ("one_hot-object-None", "one_hot", lambda: (np.array([0, None], dtype=object), 2),
+     r"real numbers.*None"),
+    ("linear_forward-object-str", "linear_forward",
+     lambda: (X23, np.array([[1, "a"]] * 3, dtype=object), None), r"real numbers.*'a'"),
 ]
+
+
+def test_object_arrays_of_numbers_are_read_as_float64():
+    from fractions import Fraction
+
+    from fastnn import ops, reference
+    x = np.array([[1, 2.5], [Fraction(1, 2), np.float32(-3)]], dtype=object)
+    for name in ("sigmoid", "softmax", "relu"):
+        expected = getattr(reference, name)(x.astype(np.float64))
+        for mod in (ops, reference):
+            out = getattr(mod, name)(x)
+            assert out.dtype == np.float64
+            np.testing.assert_allclose(out, expected, rtol=1e-12, atol=0)
+    labels = np.array([0, 2, True], dtype=object)
+    for mod in (ops, reference):
+        np.testing.assert_array_equal(mod.one_hot(labels, 3), np.eye(3)[[0, 2, 1]])
 
 
 @pytest.mark.parametrize("case", BAD_TYPES, ids=[c[0] for c in BAD_TYPES])
