@@ -112,6 +112,13 @@ def test_multilabel():
     assert set(np.unique(est.predict(X))) <= {0, 1}
     assert est.predict_proba(X).shape == (len(X), 3)
     assert est.score(X, Y) > 0.9
+    # partial_fit wants classes on its first call for label matrices too (scikit-learn)
+    fresh = small_mlp()
+    with pytest.raises(ValueError, match="classes must be passed"):
+        fresh.partial_fit(X, Y)
+    assert not hasattr(fresh, "coefs_")
+    fresh.partial_fit(X, Y, classes=[0, 1])
+    assert fresh.n_outputs_ == 3
 
 
 # ---------------------------------------------------------------------- partial_fit

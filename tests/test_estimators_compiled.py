@@ -285,7 +285,8 @@ def test_partial_fit_continues_optimizer_state(kind, solver, calls, monkeypatch)
     # same weights, so the optimizer state carries over between calls (and between paths)
     X, y = _data(kind)
     sw = _weights()
-    extra = {"classes": np.unique(y)} if kind in ("multiclass", "binary") else {}
+    extra = {"classes": np.unique(y)} if kind in ("multiclass", "binary", "multilabel") \
+        else {}
     runs = {}
     for pattern in ((True, True, True), (False, False, False), (True, False, True)):
         est = _estimator(kind, **SOLVERS[solver])

@@ -882,6 +882,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _targets(self, y, n, dtype, first_pass, incremental, classes):
         """(targets (n, n_outputs), label info, per-row class weights) for y."""
         y, kind = check_classification_y(y, n, allow_multilabel=True)
+        if first_pass and incremental and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
         if kind == "multilabel-indicator":
             k = y.shape[1]
             if not first_pass and (self._label_info["kind"] != kind or self.n_outputs_ != k):
@@ -895,8 +897,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         # one label per row
         if first_pass:
             if incremental:
-                if classes is None:
-                    raise ValueError("classes must be passed on the first call to partial_fit.")
                 cls = unique_labels(np.asarray(classes))
             else:
                 cls = unique_labels(y)
