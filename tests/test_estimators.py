@@ -117,8 +117,12 @@ def test_multilabel():
     with pytest.raises(ValueError, match="classes must be passed"):
         fresh.partial_fit(X, Y)
     assert not hasattr(fresh, "coefs_")
-    fresh.partial_fit(X, Y, classes=[0, 1])
-    assert fresh.n_outputs_ == 3
+    # its classes are the column indices: classes= must hold them all
+    with pytest.raises(ValueError, match="classes not in"):
+        fresh.partial_fit(X, Y, classes=[0, 1])
+    fresh.partial_fit(X, Y, classes=[0, 1, 2, 3])
+    assert fresh.n_outputs_ == 3 and fresh.classes_.tolist() == [0, 1, 2, 3]
+    assert fresh.partial_fit(X, Y).classes_.tolist() == [0, 1, 2, 3]
 
 
 # ---------------------------------------------------------------------- partial_fit
@@ -478,6 +482,17 @@ def test_coefs_and_intercepts_can_be_assigned():
     assert all(not c.any() for c in est.coefs_ + est.intercepts_)
     assert est.coefs_[0].dtype == np.float32                  # the network's dtype
     np.testing.assert_allclose(est.predict_proba(X), 1 / len(est.classes_))
+    # one layer at a time, as scikit-learn users also write, reaches the network too
+    coefs = est.coefs_
+    coefs[1] = np.ones((16, 3))
+    est.intercepts_[1] = [0.0, 1.0, 2.0]
+    np.testing.assert_array_equal(est.coefs_[1], 1.0)
+    np.testing.assert_array_equal(est.intercepts_[1], [0, 1, 2])
+    with pytest.raises(ValueError, match=r"intercepts_\[0\] must have shape \(16,\)"):
+        est.intercepts_[0] = np.ones(3)
+    with pytest.raises(TypeError, match="one layer"):
+        est.coefs_[:1] = [np.ones((5, 16))]
+    assert not est.coefs_[0].any() and not est.intercepts_[0].any()
 
 
 def test_lbfgs_solver():
@@ -489,8 +504,13 @@ def test_lbfgs_solver():
         assert not hasattr(est, attr)
     with pytest.raises(AttributeError, match="lbfgs is not stochastic"):
         est.partial_fit(X, y)
-    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge") as caught:
         small_mlp(solver="lbfgs", max_iter=2).fit(X, y)
+        small_mlp(solver="lbfgs", max_fun=3).fit(X, y)
+    by_iterations, by_evaluations = (str(w.message) for w in caught)
+    # the advice to raise max_iter only where max_iter is what stopped it
+    assert "ITERATIONS" in by_iterations and "(max_iter=2)" in by_iterations
+    assert "EVALUATIONS" in by_evaluations and "max_iter" not in by_evaluations
     # a warm start continues from the weights, and a failed one changes nothing
     state = pickle.dumps(est)
     X_nan = X.copy()

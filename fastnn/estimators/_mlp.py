@@ -164,6 +164,31 @@ class _L2Step:
         self.optimizer.step()
 
 
+def _layer_array(name, i, value, target):
+    """value as an array of target's dtype and shape, or a ValueError naming name[i]."""
+    value = np.asarray(value, dtype=target.dtype)
+    if value.shape != target.shape:
+        raise ValueError(f"{name}[{i}] must have shape {target.shape}, got {value.shape}")
+    return value
+
+
+class _LayerArrays(list):
+    """coefs_ / intercepts_: a list of views into the network, where ``coefs_[i] = a``
+    (as scikit-learn users write) copies a into layer i instead of only replacing the
+    list's item."""
+
+    def __init__(self, name, views):
+        super().__init__(views)
+        self._name = name
+
+    def __setitem__(self, i, value):
+        if isinstance(i, slice):
+            raise TypeError(f"{self._name}[i] = array sets one layer; assign the whole "
+                            f"list to {self._name} to set several")
+        target = self[i]
+        target[...] = _layer_array(self._name, i, value, target)
+
+
 class _CompiledEpochs:
     """scikit-learn's objective on fastnn's compiled epoch: the same numbers as
     ``_SklearnObjective`` + ``_L2Step`` through ``Sequential.fit``, with everything set
@@ -371,7 +396,7 @@ class _BaseMLP(FastnnEstimator):
         Views into the model: writing into them changes predictions."""
         if "_model" not in self.__dict__:
             raise AttributeError("coefs_ is set by fit")
-        return [layer.weight.data for layer in self._linears]
+        return _LayerArrays("coefs_", [layer.weight.data for layer in self._linears])
 
     @coefs_.setter
     def coefs_(self, arrays):
@@ -382,7 +407,7 @@ class _BaseMLP(FastnnEstimator):
         """Bias vectors, element i of shape (units in layer i + 1,)."""
         if "_model" not in self.__dict__:
             raise AttributeError("intercepts_ is set by fit")
-        return [layer.bias.data for layer in self._linears]
+        return _LayerArrays("intercepts_", [layer.bias.data for layer in self._linears])
 
     @intercepts_.setter
     def intercepts_(self, arrays):
@@ -398,10 +423,7 @@ class _BaseMLP(FastnnEstimator):
         if len(arrays) != len(targets):
             raise ValueError(f"{name} needs {len(targets)} arrays, one per layer, got "
                              f"{len(arrays)}")
-        values = [np.asarray(a, dtype=t.dtype) for a, t in zip(arrays, targets)]
-        for i, (v, t) in enumerate(zip(values, targets)):
-            if v.shape != t.shape:
-                raise ValueError(f"{name}[{i}] must have shape {t.shape}, got {v.shape}")
+        values = [_layer_array(name, i, a, t) for i, (a, t) in enumerate(zip(arrays, targets))]
         for v, t in zip(values, targets):
             t[...] = v
 
@@ -664,10 +686,14 @@ class _BaseMLP(FastnnEstimator):
             message = result.message
             if isinstance(message, bytes):
                 message = message.decode("latin1")
+            advice = ""
+            if result.nit >= self.max_iter:       # as scikit-learn: only when it applies
+                advice = ("\nIncrease the number of iterations to improve the convergence "
+                          f"(max_iter={self.max_iter}).")
             warn_convergence(
-                f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
-                f"(status={result.status}): {message}. Increase the number of iterations "
-                f"(max_iter={self.max_iter}) or scale the data.")
+                f"lbfgs failed to converge after {result.nit} iteration(s) "
+                f"(status={result.status}):\n{message}\n{advice}"
+                "\nYou might also want to scale the data.")
 
     def _epochs(self, X, T, sw, X_val, y_val, sw_val, batch_size, incremental):
         """scikit-learn's epoch loop, one epoch at a time through ``_epoch_runner``."""
@@ -886,12 +912,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         if kind == "multilabel-indicator":
             k = y.shape[1]
+            # scikit-learn's label matrix classes are its column indices
+            cls = np.arange(k)
+            if first_pass and incremental:
+                given = unique_labels(np.asarray(classes))
+                if not np.all(np.isin(cls, given)):
+                    raise ValueError(f"`y` has classes not in `self.classes_`. "
+                                     f"`self.classes_` has {given}. 'y' has {cls}.")
+                cls = given
+            elif not first_pass:
+                cls = self.classes_
             if not first_pass and (self._label_info["kind"] != kind or self.n_outputs_ != k):
                 raise ValueError("y is a label-indicator matrix but the model was fitted on "
                                  "labels of another kind or width.")
             if self.class_weight is not None:
                 raise ValueError("class_weight is not supported for multilabel y.")
-            info = {"kind": kind, "classes": np.arange(k), "y": y.astype(np.int64),
+            info = {"kind": kind, "classes": cls, "y": y.astype(np.int64),
                     "y_idx": None}
             return np.ascontiguousarray(y, dtype=dtype), info, np.ones(n)
         # one label per row
