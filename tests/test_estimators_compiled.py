@@ -150,6 +150,20 @@ def test_compiled_matches_per_layer_float32(kind, calls, monkeypatch):
         _assert_same(fast, slow, "float32")
 
 
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_saturated_losses_clip_alike(kind, dtype, calls, monkeypatch):
+    # inputs x 1e3: many rows beyond scikit-learn's clip of probabilities to [eps, 1 - eps]
+    # (eps of the dtype), which both paths apply to the loss values they report
+    X, y = _data(kind)
+    X = X * 1e3
+    for sw in (None, _weights()):
+        fast, slow = _pair(kind, calls, monkeypatch, X, y, sw, dtype=dtype)
+        _assert_same(fast, slow, dtype)
+        eps = np.finfo(dtype).eps
+        assert max(fast.loss_curve_) <= -np.log(eps) * fast.n_outputs_ * (1 + 1e-6)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("alpha, l1", [(0.0, 0.0), (2.0, 0.0), (0.0, 0.05)])
 def test_penalties_alone(kind, alpha, l1, calls, monkeypatch):

@@ -8,7 +8,7 @@ entry points, so an epoch here and the same epoch run layer by layer from Python
 bit-identical weights.
 """
 from cython cimport floating
-from libc.math cimport isfinite
+from libc.math cimport exp, fabs, isfinite, log, log1p
 from libc.string cimport memcpy
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
@@ -265,6 +265,30 @@ cdef void scale_in_place(floating* a, double factor, Py_ssize_t size) noexcept n
         a[i] = a[i] * f
 
 
+cdef inline double clamp_rows(double* row_loss, Py_ssize_t n, double lo,
+                              double hi) noexcept nogil:
+    """Clamp each row's loss to [lo, hi] in place; return their mean (a serial sum, as
+    cross_entropy_labels_rows)."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    for i in range(n):
+        row_loss[i] = min(max(row_loss[i], lo), hi)
+        total += row_loss[i]
+    return total / n
+
+
+cdef inline double clamped_bce(const floating* z, const floating* t, Py_ssize_t size,
+                               double lo, double hi) noexcept nogil:
+    """Mean of BCE-with-logits' terms (bce_with_logits_core's formula), each clamped to
+    [lo, hi]."""
+    cdef Py_ssize_t i
+    cdef double s = 0, zi
+    for i in range(size):
+        zi = z[i]
+        s += min(max((zi if zi > 0 else 0) - zi * t[i] + log1p(exp(-fabs(zi))), lo), hi)
+    return s / size
+
+
 cdef double weighted_rows(floating* g, const double* row_loss, const floating* w,
                           Py_ssize_t n, Py_ssize_t k, double g_row_scale,
                           double* weight_sum) noexcept nogil:
@@ -312,6 +336,7 @@ def train_epoch(
         double[::1] row_loss not None,         # workspace (max batch rows,)
         int loss_kind, double label_smoothing,
         double loss_scale, double grad_scale,           # the loss value and its gradient times these
+        double loss_clip,                    # > 0: scikit-learn's probability clip (see below)
         Py_ssize_t n_penalised, double l1, double l2,   # penalties on params[:n_penalised]
         double l2_per_weight,                # plus l2_per_weight / (the batch's weight sum) * sum(w^2)
         int opt_kind, const double[::1] opt_args not None,   # OPT_ARGS
@@ -326,6 +351,10 @@ def train_epoch(
     The loss of a batch is the mean over its rows (weighted by sample_weight when given)
     of the per-row loss, times loss_scale; its gradient is scaled by grad_scale (the two
     differ for scikit-learn's squared error, whose gradient is not that of its value).
+    loss_clip > 0 (the estimators' eps of the dtype) makes the cross-entropy and
+    BCE-with-logits values scikit-learn's, which clips probabilities to [eps, 1 - eps]
+    before the log: for 0/1 targets each row's (each output's) -log p is clamped to
+    [-log(1 - eps), -log(eps)]. The gradients stay those of the exact loss, as there.
     Returns the number of batches completed. A batch whose loss (with penalties) is not
     finite stops the epoch before its update: the caller reports it. With check_input,
     a batch whose rows of X hold NaN or infinity stops the epoch before any of its work,
@@ -407,8 +436,9 @@ def train_epoch(
             X, perm, lab, tgt, sw, bounds, x_batch, label_batch, target_batch, weight_batch,
             kinds, widths, param_off, buffer_off, layer_args, seeds, work_off, grad_off,
             p, gr, buf, ws, s1, s2, hint, row_loss, loss_kind, label_smoothing, loss_scale,
-            grad_scale, n_penalised, l1, l2, l2_per_weight, opt_kind, opt_args, step_count,
-            batch_losses, n_params, n_in, first_param_layer, check_input, n_threads)
+            grad_scale, loss_clip, n_penalised, l1, l2, l2_per_weight, opt_kind, opt_args,
+            step_count, batch_losses, n_params, n_in, first_param_layer, check_input,
+            n_threads)
     finally:
         blas_threads_exit()
     return completed
@@ -424,7 +454,7 @@ cdef Py_ssize_t _run_batches(
         const int64_t[:, ::1] work_off, const int64_t[::1] grad_off,
         floating* p, floating* gr, floating* buf, floating* ws, floating* s1, floating* s2,
         unsigned char* adam_hint, double[::1] row_loss, int loss_kind,
-        double label_smoothing, double loss_scale, double grad_scale,
+        double label_smoothing, double loss_scale, double grad_scale, double loss_clip,
         Py_ssize_t n_penalised, double l1, double l2, double l2_per_weight,
         int opt_kind, const double[::1] opt_args, int64_t[::1] step_count,
         double[::1] batch_losses, Py_ssize_t n_params, Py_ssize_t n_in,
@@ -507,6 +537,15 @@ cdef Py_ssize_t _run_batches(
                 loss = mse_core(out, tb, g, n * k)
             else:
                 loss = bce_with_logits_core(out, tb, g, n * k)
+            if loss_clip > 0 and loss_kind == LOSS_CROSS_ENTROPY_LABELS:
+                loss = clamp_rows(&row_loss[0], n, -log1p(-loss_clip), -log(loss_clip))
+            elif loss_clip > 0 and loss_kind == LOSS_BCE_WITH_LOGITS:
+                if wb != NULL:
+                    for i in range(n):
+                        row_loss[i] = clamped_bce(out + i * k, tb + i * k, k,
+                                                  -log1p(-loss_clip), -log(loss_clip))
+                else:
+                    loss = clamped_bce(out, tb, n * k, -log1p(-loss_clip), -log(loss_clip))
             weight_sum = n
             if wb != NULL:
                 loss = weighted_rows(g, &row_loss[0], wb, n, k,

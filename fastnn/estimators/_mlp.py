@@ -16,7 +16,8 @@ scikit-learn's objective is reproduced exactly, so ``learning_rate_init`` and ``
 mean the same numbers as there:
 
 * per mini-batch, the sample-weighted mean of the loss (log-loss summed over outputs for
-  logistic outputs, half the squared error averaged over outputs for regression) plus
+  logistic outputs, half the squared error averaged over outputs for regression; the
+  log-loss values, not their gradients, from probabilities clipped to [eps, 1 - eps]) plus
   ``0.5 * alpha * sum(W**2) / sum(batch weights)`` (the batch size without weights), with
   gradients ``sum_i w_i (output_i - target_i) / sum(w)`` for the output layer as
   scikit-learn's backprop computes them;
@@ -97,17 +98,20 @@ class _SklearnObjective(Loss):
         if self.kind == "softmax":
             # cross_entropy takes any (n, k) targets and returns the exact gradient of
             # mean_i sum_k t_ik (lse_i - z_ik): scaled rows give the weighted mean
-            loss, grad = self._ce.forward(z, t if uniform else t * r)
+            _, grad = self._ce.forward(z, t if uniform else t * r)
+            zz = z.astype(np.float64)
+            m = zz.max(axis=1)
+            lse = m + np.log(np.exp(zz - m[:, None]).sum(axis=1))
+            per = self._clip(lse - (zz * t).sum(axis=1), z.dtype)      # t is one-hot
+            loss = float(np.dot(w, per) / s)
         elif self.kind == "logistic":
             # scikit-learn sums the log-loss over outputs; BCEWithLogits averages
-            loss, grad = self._bce.forward(z, t)
+            _, grad = self._bce.forward(z, t)
             grad = grad * k if uniform else grad * (k * r)
-            if uniform:
-                loss *= k
-            else:
-                with np.errstate(under="ignore"):
-                    per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
-                loss = float(np.dot(w, per.sum(axis=1, dtype=np.float64)) / s)
+            zz = z.astype(np.float64)
+            with np.errstate(under="ignore"):
+                per = np.maximum(zz, 0) - zz * t + np.log1p(np.exp(-np.abs(zz)))
+            loss = float(np.dot(w, self._clip(per, z.dtype).sum(axis=1)) / s)
         elif self.kind == "identity":
             # value: half the squared error averaged over rows (weighted) and outputs;
             # gradient: (z - t) per row, as scikit-learn's backprop (not divided by k)
@@ -133,6 +137,14 @@ class _SklearnObjective(Loss):
                 sq += float(np.dot(w64, w64))
             loss += 0.5 * self.alpha * sq / s
         return float(loss), grad
+
+    @staticmethod
+    def _clip(neg_log_p, dtype):
+        """-log p as scikit-learn's log losses compute it, from p clipped to [eps, 1 - eps]
+        (eps of the dtype): for 0/1 targets, -log p clamped to [-log(1 - eps), -log(eps)].
+        Only the value: the gradient is the exact loss's, as there."""
+        eps = float(np.finfo(dtype).eps)
+        return np.clip(neg_log_p, -math.log1p(-eps), -math.log(eps))
 
     def add_l2_gradient(self):
         """Add the L2 term's gradient, alpha * W / (the last batch's weight sum), to the
@@ -240,7 +252,8 @@ class _CompiledEpochs:
         runner = _compiled.EpochRunner(
             model, plan, loss_fn, opt, float(estimator.l1), 0.0,
             max(hi - lo for lo, hi in batches), loss_scale=scales[0], grad_scale=scales[1],
-            l2_per_weight=0.5 * float(estimator.alpha))
+            l2_per_weight=0.5 * float(estimator.alpha),
+            loss_clip=0.0 if kind == "identity" else float(np.finfo(model.dtype).eps))
         # weights all 1 are the plain mean (and the batch size as the L2 divisor)
         weights = None if np.all(sw == 1) else np.ascontiguousarray(sw, dtype=model.dtype)
         return cls(runner, np.ascontiguousarray(X, dtype=model.dtype),

@@ -127,14 +127,16 @@ class EpochRunner:
     """Runs fit's epochs in the kernel for one (model, loss, optimizer) combination."""
 
     def __init__(self, model, plan, loss_fn, opt, l1, l2, max_batch, *, loss_scale=1.0,
-                 grad_scale=1.0, l2_per_weight=0.0):
-        # loss_scale, grad_scale and l2_per_weight (an L2 term divided by each batch's
-        # weight sum) let the estimators state scikit-learn's objective; Sequential.fit
-        # leaves them at their neutral values.
+                 grad_scale=1.0, l2_per_weight=0.0, loss_clip=0.0):
+        # loss_scale, grad_scale, l2_per_weight (an L2 term divided by each batch's
+        # weight sum) and loss_clip (scikit-learn's clip of probabilities to [eps, 1 - eps]
+        # in the cross-entropy values) let the estimators state scikit-learn's objective;
+        # Sequential.fit leaves them at their neutral values.
         self.model, self.plan, self.opt = model, plan, opt
         self.l1, self.l2 = l1, l2
         self.loss_scale, self.grad_scale, self.l2_per_weight = loss_scale, grad_scale, \
             l2_per_weight
+        self.loss_clip = loss_clip
         self.loss_fn = loss_fn
         self.work_off, self.grad_off, self.work = plan.workspace(max_batch, True, model.dtype)
         self.row_loss = np.empty(max_batch, dtype=np.float64)
@@ -222,7 +224,8 @@ class EpochRunner:
             self.plan.kinds, self.plan.widths, self.plan.param_off, self.plan.buffer_off,
             self.plan.layer_args, seeds, self.work_off, self.grad_off, model._flat_params,
             model._flat_grads, model._flat_buffers, self.work, self.row_loss, loss_kind, smoothing,
-            self.loss_scale, self.grad_scale, model._n_penalised, self.l1, self.l2,
+            self.loss_scale, self.grad_scale, self.loss_clip, model._n_penalised, self.l1,
+            self.l2,
             self.l2_per_weight, self.opt_kind, self.opt_args,
             self.state[0], self.state[1], self.adam_hint, self.step_count, batch_losses,
             check_input, get_num_threads())
