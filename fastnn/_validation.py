@@ -15,18 +15,15 @@ from fastnn._config import get_num_threads
 def as_numeric(a, name):
     """a as an ndarray of real numbers (bool, int or float), or a TypeError naming it.
 
-    An object array is converted to float64 when every element is a real number; None
-    or any other object is rejected rather than read as NaN."""
+    Other arrays are converted to float64 where NumPy can (numeric strings, object
+    arrays of numbers); an object array holding None is rejected rather than read as NaN."""
     arr = np.asarray(a)
     if arr.dtype.kind in "biuf":
         return arr
     if arr.dtype.kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
-    if arr.dtype.kind == "O":
-        for v in arr.flat:
-            if not isinstance(v, numbers.Real):
-                raise TypeError(f"{name} must hold real numbers, found {v!r} of type "
-                                f"{type(v).__name__}")
+    if arr.dtype.kind == "O" and any(v is None for v in arr.flat):
+        raise TypeError(f"{name} must hold real numbers, found None")
     try:
         return np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError):

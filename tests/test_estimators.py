@@ -123,6 +123,8 @@ def test_multilabel():
     fresh.partial_fit(X, Y, classes=[0, 1, 2, 3])
     assert fresh.n_outputs_ == 3 and fresh.classes_.tolist() == [0, 1, 2, 3]
     assert fresh.partial_fit(X, Y).classes_.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="not the same as on last call"):
+        fresh.partial_fit(X, Y, classes=[0, 1, 2])
 
 
 # ---------------------------------------------------------------------- partial_fit

@@ -935,6 +935,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 cls = given
             elif not first_pass:
                 cls = self.classes_
+                if incremental and classes is not None and not np.array_equal(
+                        unique_labels(np.asarray(classes)), cls):
+                    raise ValueError(
+                        f"`classes={np.asarray(classes)!r}` is not the same as on last call "
+                        f"to partial_fit, was: {cls!r}")
             if not first_pass and (self._label_info["kind"] != kind or self.n_outputs_ != k):
                 raise ValueError("y is a label-indicator matrix but the model was fitted on "
                                  "labels of another kind or width.")
