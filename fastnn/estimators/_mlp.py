@@ -935,11 +935,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 cls = given
             elif not first_pass:
                 cls = self.classes_
-                if incremental and classes is not None and not np.array_equal(
-                        unique_labels(np.asarray(classes)), cls):
-                    raise ValueError(
-                        f"`classes={np.asarray(classes)!r}` is not the same as on last call "
-                        f"to partial_fit, was: {cls!r}")
+                if incremental:
+                    _check_same_classes(classes, cls)
             if not first_pass and (self._label_info["kind"] != kind or self.n_outputs_ != k):
                 raise ValueError("y is a label-indicator matrix but the model was fitted on "
                                  "labels of another kind or width.")
@@ -956,11 +953,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 cls = unique_labels(y)
         else:
             cls = self.classes_
-            if incremental and classes is not None and not np.array_equal(
-                    unique_labels(np.asarray(classes)), cls):
-                raise ValueError(
-                    f"`classes={np.asarray(classes)!r}` is not the same as on last call to "
-                    f"partial_fit, was: {cls!r}")
+            if incremental:
+                _check_same_classes(classes, cls)
             seen = unique_labels(y)
             if self.warm_start and not incremental:
                 if set(seen.tolist()) != set(cls.tolist()):
@@ -1136,6 +1130,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Predictions, shape (n_samples,) for one output, else (n_samples, n_outputs)."""
         out = self._forward(self._validated(X))
         return out[:, 0].copy() if out.shape[1] == 1 else out
+
+
+def _check_same_classes(classes, fitted):
+    """partial_fit after the first call: classes=, when given, must be the fitted ones."""
+    if classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), fitted):
+        raise ValueError(f"`classes={np.asarray(classes)!r}` is not the same as on last call "
+                         f"to partial_fit, was: {fitted!r}")
 
 
 def _real(value, name, low=None, high=None, low_open=False, high_open=False):
