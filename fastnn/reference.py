@@ -99,7 +99,7 @@ def sigmoid(x):
 def tanh(x):
     """tanh(x) = (exp(x) - exp(-x)) / (exp(x) + exp(-x)), elementwise."""
     (x,) = _floats(x)
-    return np.tanh(x)
+    return np.asarray(np.tanh(x))       # a 0-d array stays an array, as in ops
 
 
 def relu(x):
@@ -112,14 +112,14 @@ def sigmoid_backward(y, dy):
     """dL/dx = dy * y * (1 - y), given the forward output y = sigmoid(x)."""
     y, dy = _floats(y, dy)
     check_same_shape(y, dy, "y", "dy")
-    return dy * y * (1 - y)
+    return np.asarray(dy * y * (1 - y))
 
 
 def tanh_backward(y, dy):
     """dL/dx = dy * (1 - y^2), given the forward output y = tanh(x)."""
     y, dy = _floats(y, dy)
     check_same_shape(y, dy, "y", "dy")
-    return dy * (1 - y * y)
+    return np.asarray(dy * (1 - y * y))
 
 
 def relu_backward(x, dy):
@@ -239,7 +239,7 @@ def mse_loss(outputs, targets):
     """
     z, t = _loss_operands(outputs, targets, ("outputs", "targets"))
     diff = z - t
-    return float(np.mean(diff.astype(np.float64) ** 2)), diff * (2.0 / diff.size)
+    return float(np.mean(diff.astype(np.float64) ** 2)), np.asarray(diff * (2.0 / diff.size))
 
 
 def binary_cross_entropy_with_logits(logits, targets):
@@ -253,7 +253,7 @@ def binary_cross_entropy_with_logits(logits, targets):
     z64 = z.astype(np.float64)
     with np.errstate(under="ignore"):
         per = np.maximum(z64, 0) - z64 * t + np.log1p(np.exp(-np.abs(z64)))
-    return float(per.mean()), (sigmoid(z) - t) * (1.0 / z.size)
+    return float(per.mean()), np.asarray((sigmoid(z) - t) * (1.0 / z.size))
 
 
 # ---------------------------------------------------------------------------- linear
@@ -381,4 +381,4 @@ def dropout(x, p, seed):
         return x.copy(), np.ones_like(x)
     keep = _uniform(seed, x.size).reshape(x.shape) >= p
     mask = np.where(keep, 1.0 / (1.0 - p), 0.0).astype(x.dtype)
-    return x * mask, mask
+    return np.asarray(x * mask), mask

@@ -122,3 +122,23 @@ def test_splitmix64_matches_integer_arithmetic():
         idx = np.array([0, 1, 2, 1000, 2 ** 40 + 3], dtype=np.uint64)
         got = ref._splitmix64(seed, idx)
         assert [int(v) for v in got] == [splitmix64(seed, int(i)) for i in idx]
+
+
+@pytest.mark.parametrize("name, args", [
+    ("sigmoid", (0.5,)), ("tanh", (0.5,)), ("relu", (0.5,)),
+    ("sigmoid_backward", (0.5, 2.0)), ("tanh_backward", (0.5, 2.0)),
+    ("relu_backward", (0.5, 2.0)), ("mse_loss", (0.5, 2.0)),
+    ("binary_cross_entropy_with_logits", (0.5, 1.0)), ("dropout", (0.5, 0.5, 3)),
+])
+def test_zero_d_input_gives_zero_d_arrays_as_ops(name, args):
+    from fastnn import ops
+    n_arrays = 1 if name == "dropout" else len(args)     # dropout's p and seed are scalars
+    arrays = [np.array(a) for a in args[:n_arrays]] + list(args[n_arrays:])
+    for mod in (ref, ops):
+        out = getattr(mod, name)(*arrays)
+        for part in (out if isinstance(out, tuple) else (out,)):
+            if type(part) is not float:                  # the losses' values are floats
+                assert isinstance(part, np.ndarray) and part.ndim == 0, (mod.__name__, part)
+    a, b = getattr(ref, name)(*arrays), getattr(ops, name)(*arrays)
+    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        np.testing.assert_allclose(x, y, rtol=1e-12)
