@@ -19,15 +19,20 @@ cdef inline double mse_core(const floating* z, const floating* t, floating* dz,
     return s / size
 
 
+cdef inline double bce_term(double z, double t) noexcept nogil:
+    """max(z, 0) - z t + log(1 + exp(-|z|)): one element of BCE with logits, without
+    overflow."""
+    return (z if z > 0 else 0) - z * t + log1p(exp(-fabs(z)))
+
+
 cdef inline double bce_with_logits_core(const floating* z, const floating* t, floating* dz,
                                         Py_ssize_t size) noexcept nogil:
     """mean(max(z, 0) - z t + log(1 + exp(-|z|))), which never overflows;
     dz = (sigmoid(z) - t) / size."""
     cdef Py_ssize_t i
-    cdef double s = 0, zi
+    cdef double s = 0
     cdef floating scale = <floating>(1.0 / size)
     for i in range(size):
-        zi = z[i]
-        s += (zi if zi > 0 else 0) - zi * t[i] + log1p(exp(-fabs(zi)))
+        s += bce_term(z[i], t[i])
         dz[i] = (sigmoid_scalar(z[i]) - t[i]) * scale
     return s / size

@@ -8,7 +8,7 @@ entry points, so an epoch here and the same epoch run layer by layer from Python
 bit-identical weights.
 """
 from cython cimport floating
-from libc.math cimport exp, fabs, isfinite, log, log1p
+from libc.math cimport isfinite, log, log1p
 from libc.string cimport memcpy
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
@@ -22,7 +22,7 @@ from fastnn._kernels.batchnorm cimport (
     batchnorm_eval_core)
 from fastnn._kernels.dropout cimport dropout_core
 from fastnn._kernels.linear cimport linear_forward_core, linear_backward_core
-from fastnn._kernels.losses cimport mse_core, bce_with_logits_core
+from fastnn._kernels.losses cimport mse_core, bce_term, bce_with_logits_core
 from fastnn._kernels.parallel cimport blas_threads_enter, blas_threads_exit
 from fastnn._kernels.optimizers cimport (
     penalty_step_core, sgd_step_core, adam_step_core, fastnn_adam_hint_size)
@@ -279,13 +279,11 @@ cdef inline double clamp_rows(double* row_loss, Py_ssize_t n, double lo,
 
 cdef inline double clamped_bce(const floating* z, const floating* t, Py_ssize_t size,
                                double lo, double hi) noexcept nogil:
-    """Mean of BCE-with-logits' terms (bce_with_logits_core's formula), each clamped to
-    [lo, hi]."""
+    """Mean of BCE-with-logits' terms, each clamped to [lo, hi]."""
     cdef Py_ssize_t i
-    cdef double s = 0, zi
+    cdef double s = 0
     for i in range(size):
-        zi = z[i]
-        s += min(max((zi if zi > 0 else 0) - zi * t[i] + log1p(exp(-fabs(zi))), lo), hi)
+        s += min(max(bce_term(z[i], t[i]), lo), hi)
     return s / size
 
 
@@ -479,6 +477,9 @@ cdef Py_ssize_t _run_batches(
     cdef bint nesterov = opt_args[ARG_NESTEROV] != 0
     cdef double beta1 = opt_args[ARG_BETA1], beta2 = opt_args[ARG_BETA2], eps = opt_args[ARG_EPS]
     cdef bint eps_on_raw_moment = opt_args[ARG_EPS_ON_RAW_MOMENT] != 0
+    # scikit-learn's clip of p to [eps, 1 - eps], as bounds on -log p
+    cdef double clip_lo = -log1p(-loss_clip) if loss_clip > 0 else 0
+    cdef double clip_hi = -log(loss_clip) if loss_clip > 0 else 0
     k = widths[n_layers]
     with nogil:
         for b in range(n_batches):
@@ -538,14 +539,13 @@ cdef Py_ssize_t _run_batches(
             else:
                 loss = bce_with_logits_core(out, tb, g, n * k)
             if loss_clip > 0 and loss_kind == LOSS_CROSS_ENTROPY_LABELS:
-                loss = clamp_rows(&row_loss[0], n, -log1p(-loss_clip), -log(loss_clip))
+                loss = clamp_rows(&row_loss[0], n, clip_lo, clip_hi)
             elif loss_clip > 0 and loss_kind == LOSS_BCE_WITH_LOGITS:
                 if wb != NULL:
                     for i in range(n):
-                        row_loss[i] = clamped_bce(out + i * k, tb + i * k, k,
-                                                  -log1p(-loss_clip), -log(loss_clip))
+                        row_loss[i] = clamped_bce(out + i * k, tb + i * k, k, clip_lo, clip_hi)
                 else:
-                    loss = clamped_bce(out, tb, n * k, -log1p(-loss_clip), -log(loss_clip))
+                    loss = clamped_bce(out, tb, n * k, clip_lo, clip_hi)
             weight_sum = n
             if wb != NULL:
                 loss = weighted_rows(g, &row_loss[0], wb, n, k,

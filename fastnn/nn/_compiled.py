@@ -225,8 +225,7 @@ class EpochRunner:
             self.plan.layer_args, seeds, self.work_off, self.grad_off, model._flat_params,
             model._flat_grads, model._flat_buffers, self.work, self.row_loss, loss_kind, smoothing,
             self.loss_scale, self.grad_scale, self.loss_clip, model._n_penalised, self.l1,
-            self.l2,
-            self.l2_per_weight, self.opt_kind, self.opt_args,
+            self.l2, self.l2_per_weight, self.opt_kind, self.opt_args,
             self.state[0], self.state[1], self.adam_hint, self.step_count, batch_losses,
             check_input, get_num_threads())
         opt.step_count = int(self.step_count[0])
