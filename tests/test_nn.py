@@ -162,6 +162,15 @@ def test_dropout_probability_is_checked():
     assert nn.Dropout(0.0).p == 0.0
 
 
+def test_batchnorm_arguments_are_checked():
+    for kwargs, error, message in [({"eps": "0.5"}, TypeError, "eps must be a real number"),
+                                   ({"momentum": True}, TypeError, "momentum must be a real"),
+                                   ({"eps": 0.0}, ValueError, "eps must be"),
+                                   ({"momentum": 1.5}, ValueError, r"\[0, 1\]")]:
+        with pytest.raises(error, match=message):
+            nn.BatchNorm1d(3, **kwargs)
+
+
 def test_dropout_is_seeded_by_the_model_and_identity_in_eval():
     x = normal((40, 10), F64, "dropout-x")
     a = nn.Sequential(nn.Dropout(0.4), dtype="float64", seed=7)
@@ -502,6 +511,43 @@ def test_pickle_and_deepcopy_keep_the_flat_buffer_tied():
         clone.fit(X, y, epochs=1)
         np.testing.assert_array_equal(model._flat_params, before)      # original untouched
         assert not np.array_equal(clone._flat_params, before)
+
+
+def test_shallow_copy_shares_the_model_and_leaves_it_working():
+    X, y = blobs(60, "shallow-copy")
+    model, twin = small_model(seed=9, dtype="float32"), small_model(seed=9, dtype="float32")
+    shallow = copy.copy(model)
+    assert shallow.layers[0] is model.layers[0] and shallow._flat_params is model._flat_params
+    model.fit(X, y, epochs=2)
+    twin.fit(X, y, epochs=2)
+    np.testing.assert_array_equal(model._flat_params, twin._flat_params)
+    model.eval()
+    np.testing.assert_array_equal(model.predict(X), model.forward(X))
+    np.testing.assert_array_equal(shallow.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_copied_layer_is_its_own(how):
+    """A layer copied out of a model holds its own arrays only: it can join another
+    model, and an optimizer updates the copy's weights."""
+    model = nn.Sequential(nn.Linear(400, 300, bias=False), nn.ReLU(), nn.Linear(300, 2),
+                          seed=3)
+    layer = model[2]
+    if how == "pickle":
+        blob = pickle.dumps(layer)
+        assert len(blob) < 2 * (layer.weight.data.nbytes + layer.bias.data.nbytes) + 2000
+        clone = pickle.loads(blob)
+    else:
+        clone = copy.deepcopy(layer)
+    np.testing.assert_array_equal(clone.weight.data, layer.weight.data)
+    before = clone.weight.data.copy()
+    clone.weight.grad[...] = 1.0
+    clone.bias.grad[...] = 1.0
+    fastnn.optim.SGD(clone.parameters(), lr=0.5).step()
+    np.testing.assert_array_equal(clone.weight.data, before - 0.5)
+    other = nn.Sequential(clone, seed=1)
+    assert np.shares_memory(clone.weight.data, other._flat_params)
+    np.testing.assert_array_equal(model[2].weight.data, before)     # original untouched
 
 
 def test_predict_from_several_threads_at_once():

@@ -11,6 +11,7 @@ nothing, so several threads may call it on one model at once.
 """
 import importlib
 import math
+import numbers
 import threading
 
 import numpy as np
@@ -331,6 +332,9 @@ class BatchNorm1d(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
         self.num_features = positive_count(num_features, "num_features")
+        for value, name in ((eps, "eps"), (momentum, "momentum")):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a real number, got {value!r}")
         self.eps = float(eps)
         if not (math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps must be a finite number > 0, got {eps!r}")

@@ -75,6 +75,18 @@ class Parameter:
         grad.fill(0)
         self._data, self._grad, self._flat = data, grad, (flat_data, flat_grad, offset)
 
+    # Pickling and copying: the arrays are copied as standalone arrays, so the tie to a
+    # model's flat buffers is dropped (a Sequential being copied binds them again); kept,
+    # it would drag the whole model's buffers along and make an optimizer update them
+    # instead of the copy's own arrays.
+    def __getstate__(self):
+        return None, {"_data": self._data, "_grad": self._grad, "name": self.name,
+                      "_flat": None}
+
+    def __setstate__(self, state):
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
     def _label(self):
         return f"Parameter {self.name!r}" if self.name else "Parameter"
 

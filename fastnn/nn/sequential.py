@@ -154,6 +154,14 @@ class Sequential(Module):
         super().__setstate__(state)
         self._bind_flat()      # pickling copied the views apart: tie them together again
 
+    def __copy__(self):
+        # A shallow copy shares the layers, hence their views of the flat buffers: it
+        # shares those buffers too. Rebinding, as unpickling does, would move the shared
+        # layers into buffers that only the copy holds, away from this model.
+        new = type(self).__new__(type(self))
+        Module.__setstate__(new, self.__getstate__())
+        return new
+
     def named_parameters(self):
         return [(f"{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.named_parameters()]
