@@ -180,22 +180,149 @@ def test_consistent_but_impossible_description_is_rejected(tmp_path):
     path = tmp_path / "m.npz"
     model.save(path)
     for edit, message in [
-        (lambda m: m["layers"][0]["config"].update(out_features=11), "expects 10 features"),
-        (lambda m: m["layers"][-1]["config"].update(out_features=5), "parameters"),
+        (lambda m: m["layers"][0]["config"].update(out_features=11), "n_params is 207"),
+        # as many weights as before, in widths that do not chain
+        (lambda m: m["layers"][4]["config"].update(in_features=7, out_features=10),
+         "expects 7 features"),
+        (lambda m: m["layers"][-1]["config"].update(out_features=5), "n_params"),
+        (lambda m: (m["layers"][-1]["config"].update(out_features=5), m.pop("n_params")),
+         r"params has dtype float32 and shape \(207,\); the architecture needs dtype "
+         r"float32 and shape \(217,\)"),
         (lambda m: m.update(format_version=99), "format version"),
         (lambda m: m["layers"].append({"type": "Conv2d", "config": {}}), "Conv2d"),
         (lambda m: m["layers"][3]["config"].update(p=1.5), r"\[0, 1\)"),
         (lambda m: m.update(dtype="float64"), "dtype"),
+        # JSON values of the wrong type are refused, not read as Python would coerce them
+        (lambda m: m.update(training="false"), "training must be true or false"),
+        (lambda m: m["layers"][1]["config"].update(eps="0.5"), "eps must be a JSON float"),
+        (lambda m: m["layers"][1]["config"].update(momentum=True), "momentum must be"),
+        (lambda m: m["layers"][4]["config"].update(bias="False"), "bias must be a JSON bool"),
+        (lambda m: m.update(n_params="x"), "n_params is 'x'"),
+        (lambda m: m.update(layer_training=[True]), "one true/false per layer"),
+        (lambda m: m.update(kernels="os"), "kernels"),
     ]:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        meta = json.loads(arrays["meta"].tobytes().decode())
-        edit(meta)
-        meta_bytes = json.dumps(meta).encode()
-        arrays["meta"] = np.frombuffer(meta_bytes, dtype=np.uint8)
-        arrays["digest"] = serialization._digest(meta_bytes, arrays["params"], arrays["buffers"])
-        bad = tmp_path / "bad.npz"
-        with open(bad, "wb") as fh:
-            np.savez(fh, **arrays)
+        bad = _forge(path, tmp_path / "bad.npz", edit)
         with pytest.raises(ValueError, match=message):
             fastnn.load(bad)
+
+
+def _forge(path, out, edit_meta=None, meta_bytes=None, change=None):
+    """Copy the model file at path to out with its meta edited (or replaced by
+    meta_bytes) and arrays changed by change(name, array), under a matching digest."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    if meta_bytes is None:
+        meta = json.loads(arrays["meta"].tobytes().decode())
+        if edit_meta is not None:
+            edit_meta(meta)
+        meta_bytes = json.dumps(meta).encode()
+    if change is not None:
+        arrays = {k: change(k, v) for k, v in arrays.items()}
+    arrays["meta"] = np.frombuffer(meta_bytes, dtype=np.uint8)
+    arrays["digest"] = serialization._digest(meta_bytes, arrays["params"], arrays["buffers"])
+    with open(out, "wb") as fh:
+        np.savez(fh, **arrays)
+    return out
+
+
+def test_deeply_nested_meta_is_a_value_error(tmp_path):
+    model, _X = trained_model()
+    model.save(tmp_path / "m.npz")
+    bad = _forge(tmp_path / "m.npz", tmp_path / "bad.npz",
+                 meta_bytes=b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(ValueError, match="meta is not JSON"):
+        fastnn.load(bad)
+
+
+def test_large_declared_sizes_are_refused_before_allocating(tmp_path):
+    """A small file that describes a huge layer, or whose params header declares a huge
+    array (a zip member that would inflate to gigabytes), is refused from its headers."""
+    import tracemalloc
+    model = nn.Sequential(nn.Linear(3, 2), seed=0)
+    model.save(tmp_path / "m.npz")
+    huge_layer = _forge(tmp_path / "m.npz", tmp_path / "huge_layer.npz",
+                        lambda m: (m["layers"][0]["config"].update(in_features=20_000,
+                                                                   out_features=20_000),
+                                   m.update(n_params=20_000 * 20_001)))
+    bomb = tmp_path / "bomb.npz"       # params: 2e8 zeros, deflated to about 200 KB
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        for key, value in arrays.items():
+            with z.open(key + ".npy", "w", force_zip64=True) as member:
+                if key != "params":
+                    np.lib.format.write_array(member, value)
+                    continue
+                header = {"descr": "<f4", "fortran_order": False, "shape": (200_000_000,)}
+                np.lib.format.write_array_header_1_0(member, header)
+                zeros = bytes(1 << 20)
+                for _ in range(800_000_000 >> 20):
+                    member.write(zeros)
+    assert os.path.getsize(bomb) < 5_000_000
+    for bad, message in [(huge_layer, "needs dtype float32 and shape \\(400020000,\\)"),
+                         (bomb, "params has dtype float32 and shape \\(200000000,\\)")]:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=message):
+                fastnn.load(bad)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 10_000_000, (bad.name, peak)
+
+
+def test_saved_weights_are_one_snapshot(tmp_path, monkeypatch):
+    """The digest and the arrays written come from one copy: weights that change while
+    the file is written (another thread training) still give a file that loads."""
+    model, X = trained_model()
+    before = model.predict(X)
+    savez = np.savez
+
+    def savez_while_training(f, **arrays):
+        model._flat_params += 1.0        # what a training thread could do meanwhile
+        savez(f, **arrays)
+
+    monkeypatch.setattr(serialization.np, "savez", savez_while_training)
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(fastnn.load(tmp_path / "m.npz").predict(X), before)
+
+
+def test_file_permissions_follow_umask_and_the_replaced_file(tmp_path):
+    model, _X = trained_model()
+    old_umask = os.umask(0o077)
+    try:
+        model.save(tmp_path / "new.npz")
+    finally:
+        os.umask(old_umask)
+    assert os.stat(tmp_path / "new.npz").st_mode & 0o777 == 0o600
+    existing = tmp_path / "existing.npz"
+    existing.write_bytes(b"")
+    os.chmod(existing, 0o640)
+    model.save(existing)
+    assert os.stat(existing).st_mode & 0o777 == 0o640
+    fastnn.load(existing)
+
+
+def test_modes_kernels_and_bytes_paths_round_trip(tmp_path):
+    model, X = trained_model()
+    model.kernels = "reference"
+    model[1].eval()                  # one BatchNorm frozen in a model that trains
+    path = os.fsencode(tmp_path / "m.npz")
+    model.save(path)
+    loaded = fastnn.load(path)
+    assert [layer.training for layer in loaded] == [layer.training for layer in model]
+    assert loaded.training and not loaded[1].training
+    assert loaded.kernels is fastnn.reference
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_custom_kernel_modules_cannot_be_saved(tmp_path):
+    import types
+    model, _X = trained_model()
+    custom = types.ModuleType("my_kernels")
+    custom.__dict__.update({name: getattr(fastnn.ops, name) for name in dir(fastnn.ops)
+                            if not name.startswith("_")})
+    model.kernels = custom
+    with pytest.raises(TypeError, match="'my_kernels'.*'ops' or 'reference'"):
+        model.save(tmp_path / "m.npz")
+    assert not os.listdir(tmp_path)
