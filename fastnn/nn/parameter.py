@@ -86,6 +86,7 @@ class Parameter:
     def __setstate__(self, state):
         for name, value in state[1].items():
             setattr(self, name, value)
+        self._flat = None       # pickles of earlier versions kept it
 
     def _label(self):
         return f"Parameter {self.name!r}" if self.name else "Parameter"
