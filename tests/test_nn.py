@@ -390,6 +390,39 @@ def test_divergence_raises_and_keeps_finite_weights():
     assert issubclass(TrainingDivergedError, ValueError)
 
 
+def test_divergence_puts_back_the_epoch_start_on_both_paths():
+    """Both paths leave the same model after a divergence: weights, running statistics,
+    optimizer state and generator as at the start of the epoch that diverged."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)) * 10, rng.normal(size=(64, 1)) * 100
+    ends = {}
+    for compiled in (None, False):
+        model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1),
+                              nn.Linear(8, 1), seed=0)
+        opt = fastnn.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        model.fit(X, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, compiled=compiled)
+        start = (model._flat_params.copy(), model._flat_buffers.copy(),
+                 model._rng.bit_generator.state, opt.step_count,
+                 opt._momentum_buffer[0].copy())
+        opt.lr = 3.0
+        with pytest.raises(TrainingDivergedError, match="epoch 1, batch"):
+            model.fit(X, y, loss="mse", optimizer=opt, epochs=3, batch_size=8,
+                      compiled=compiled)
+        end = (model._flat_params, model._flat_buffers, model._rng.bit_generator.state,
+               opt.step_count, opt._momentum_buffer[0])
+        assert_same(start, end)
+        ends[compiled] = end
+    assert_same(ends[None], ends[False])
+
+
+def assert_same(state, other):
+    for a, b in zip(state, other):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b
+
+
 def test_validation_split_takes_the_last_samples():
     X, y = blobs(100, "split")
     model = small_model(seed=6)

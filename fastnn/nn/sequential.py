@@ -28,7 +28,7 @@ from fastnn.nn import _compiled, _fused
 from fastnn.nn.callbacks import EarlyStopping, History
 from fastnn.nn.layers import BatchNorm1d, Module, resolve_kernels
 from fastnn.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, get_loss
-from fastnn.optim import check_optimizer_name, get_optimizer
+from fastnn.optim import Optimizer, check_optimizer_name, get_optimizer
 
 __all__ = ["Sequential", "TrainingDivergedError"]
 
@@ -36,7 +36,8 @@ _KERNELS_OF = operator.attrgetter("_kernels")
 
 
 class TrainingDivergedError(ValueError, FloatingPointError):
-    """The training loss became NaN or infinite (the model keeps its last finite weights)."""
+    """The training loss became NaN or infinite (the model is put back as it was at the
+    start of that epoch)."""
 
 
 def _real(value, name, *, low=0.0, low_inclusive=True, high=None):
@@ -363,7 +364,9 @@ class Sequential(Module):
         and the early-stopping callback. Either way bad input raises ValueError (TypeError
         for a wrong kind of object) and leaves the model as it was. A loss
         that becomes NaN or infinite raises :class:`TrainingDivergedError` (a ValueError)
-        naming the epoch and learning rate, and leaves the last finite weights.
+        naming the epoch and learning rate, after putting the weights, running statistics,
+        generator and a fastnn optimizer back as they were at the start of that epoch (the
+        same state on both paths).
         """
         # ---- check everything first ----------------------------------------------------
         loss_fn = get_loss(loss)
@@ -449,7 +452,7 @@ class Sequential(Module):
         batches = self._batches(n, batch_size)
         if shuffle and runner is None:
             X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
-        backup = self._snapshot()      # weights before the last update: divergence fallback
+        epoch_start = self._snapshot()      # the state a diverging epoch puts back
         history = History()
         if early_stopping is not None:
             early_stopping._reset()
@@ -457,6 +460,9 @@ class Sequential(Module):
         try:
             for epoch in range(epochs):
                 start = time.perf_counter()
+                np.copyto(epoch_start[0], self._flat_params)
+                np.copyto(epoch_start[1], self._flat_buffers)
+                backup = (epoch_start, _checkpoint(opt), self._rng.bit_generator.state)
                 order = self._rng.permutation(n) if shuffle else None
                 progress.start_epoch(epoch)
                 if runner is not None:
@@ -477,8 +483,8 @@ class Sequential(Module):
                     total = self._python_epoch(X_epoch, y_epoch, batches, loss_fn, opt, l1, l2,
                                                backup, epoch, lr_used, progress)
                 if not np.isfinite(self._flat_params).all():
-                    self._diverged(backup, f"the weights became NaN or infinite at epoch "
-                                           f"{epoch + 1}", lr_used)
+                    self._diverged(backup, opt, f"the weights became NaN or infinite at "
+                                                f"epoch {epoch + 1}", lr_used)
                 logs = {"loss": total / n}
                 if X_val is not None:
                     out_val = self._predict(X_val, None)
@@ -516,10 +522,8 @@ class Sequential(Module):
             if l1 or l2:
                 batch_loss += self._penalty(l1, l2)
             if not math.isfinite(batch_loss):
-                self._diverged(backup, f"the loss became {batch_loss} at epoch "
-                                       f"{epoch + 1}, batch {b + 1}", lr)
-            np.copyto(backup[0], self._flat_params)
-            np.copyto(backup[1], self._flat_buffers)
+                self._diverged(backup, opt, f"the loss became {batch_loss} at epoch "
+                                            f"{epoch + 1}, batch {b + 1}", lr)
             opt.step()
             total += batch_loss * (hi - lo)
             progress.batch_done()
@@ -540,37 +544,41 @@ class Sequential(Module):
                         check_input):
         """One epoch in the compiled training step; the same sum as _python_epoch.
         check_input: test X's rows as they are gathered (raises NonFiniteInput)."""
-        # The kernel keeps no copy per batch: the weights at the start of the epoch are
-        # the fallback should a batch's update make them non-finite.
-        np.copyto(backup[0], self._flat_params)
-        np.copyto(backup[1], self._flat_buffers)
         bounds = [lo for lo, _hi in batches] + [batches[-1][1]]
         completed, batch_losses = runner.run_epoch(X, y, bounds, order,
                                                    check_input=check_input)
         if completed < len(batches):
             b = completed
-            self._diverged(backup, f"the loss became {batch_losses[b]} at epoch {epoch + 1}, "
-                                   f"batch {b + 1}", lr)
+            self._diverged(backup, runner.opt, f"the loss became {batch_losses[b]} at "
+                                               f"epoch {epoch + 1}, batch {b + 1}", lr)
         progress.batch_done(len(batches))
         total = 0.0
         for (lo, hi), batch_loss in zip(batches, batch_losses.tolist()):
             total += batch_loss * (hi - lo)
         return total
 
-    def _diverged(self, backup, what, lr):
-        if not np.isfinite(self._flat_params).all():
-            np.copyto(self._flat_params, backup[0])
-        np.copyto(self._flat_buffers, backup[1])
+    def _diverged(self, backup, opt, what, lr):
+        """Put back the state at the start of the epoch (backup) and raise."""
+        model_state, opt_state, rng_state = backup
+        self._restore(model_state)
+        if opt_state is not None:
+            opt._rollback(opt_state)
+        self._rng.bit_generator.state = rng_state
         raise TrainingDivergedError(
-            f"training diverged: {what} (learning rate {lr:g}). The model keeps its last "
-            "finite weights; try a smaller learning rate, scaled inputs or gradient-friendly "
-            "initialisation.")
+            f"training diverged: {what} (learning rate {lr:g}). The model is as it was at "
+            "the start of that epoch; try a smaller learning rate, scaled inputs or "
+            "gradient-friendly initialisation.")
 
     # -- save --------------------------------------------------------------------------------
     def save(self, path):
         """Write the model to one .npz file (atomically); read it back with fastnn.load."""
         from fastnn.nn.serialization import save
         save(self, path)
+
+
+def _checkpoint(opt):
+    """A fastnn optimizer's state, to put back; None for an object of the user's own."""
+    return opt._checkpoint() if isinstance(opt, Optimizer) else None
 
 
 def _accuracy(loss_fn, outputs, targets):
