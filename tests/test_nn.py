@@ -644,6 +644,29 @@ def test_predict_from_several_threads_through_a_custom_layer():
     assert model.training
 
 
+class _Square(nn.Module):
+    """A custom activation that caches its input for backward."""
+    preserves_width = True
+
+    def forward(self, x):
+        self._x = x
+        return x * x
+
+    def backward(self, dy):
+        return 2 * self._x * dy
+
+
+def test_default_infer_leaves_the_layer_as_it_was():
+    """A predict between a training forward and its backward (another thread's) must not
+    replace the cache that backward reads, nor the layer's mode."""
+    layer = _Square()
+    x, other = normal((5, 3), F64, "square-x"), normal((2, 3), F64, "square-other")
+    layer.forward(x)
+    np.testing.assert_array_equal(layer.infer(other), other * other)
+    assert layer.training and layer._x is x
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), 2 * x)
+
+
 class _Counter(nn.Module):
     """A custom layer with a buffer, through the documented buffers() hook."""
     preserves_width = True

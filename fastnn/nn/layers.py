@@ -12,7 +12,6 @@ nothing, so several threads may call it on one model at once.
 import importlib
 import math
 import numbers
-import threading
 
 import numpy as np
 
@@ -22,9 +21,6 @@ from fastnn.nn.parameter import Parameter
 
 __all__ = ["Module", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "BatchNorm1d",
            "resolve_kernels"]
-
-# held while the default Module.infer runs a training-mode layer in eval mode
-_MODE_SWITCH = threading.RLock()
 
 _KERNEL_FUNCTIONS = ("linear_forward", "linear_backward", "relu", "relu_backward", "sigmoid",
                      "sigmoid_backward", "tanh", "tanh_backward", "batchnorm_forward",
@@ -134,17 +130,14 @@ class Module:
         raise NotImplementedError
 
     def infer(self, x):
-        """Eval-mode forward. Layers without a stateless version switch mode for the call,
-        under a lock that every such call takes, so that no thread finds the layer in
-        training mode half-way through its forward."""
-        with _MODE_SWITCH:
-            if not self.training:
-                return self.forward(x)
-            self.training = False
-            try:
-                return self.forward(x)
-            finally:
-                self.training = True
+        """Eval-mode forward. Layers without a stateless version run ``forward`` on a
+        shallow copy of themselves in eval mode: the mode and whatever forward caches
+        live on the copy, so neither threads predicting at once nor a fit running in
+        another thread see this layer change (it shares the parameters, read only)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.training = False
+        return clone.forward(x)
 
     def __call__(self, x):
         return self.forward(x)
