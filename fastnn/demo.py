@@ -18,7 +18,7 @@ from fastnn.datasets import load_digits
 
 __all__ = ["main", "prepare_digits", "build_model", "train_digits"]
 
-LR, BATCH_SIZE, L2, PATIENCE, VALIDATION_SPLIT = 1e-3, 16, 1e-5, 10, 0.1
+LR, BATCH_SIZE, L2, PATIENCE, VALIDATION_SPLIT, MAX_EPOCHS = 1e-3, 16, 1e-5, 20, 0.1, 100
 
 
 def prepare_digits(seed=0, test_fraction=0.25):
@@ -47,7 +47,8 @@ def build_model(seed=0, kernels=None, dtype="float32"):
         dtype=dtype, seed=seed, kernels=kernels)
 
 
-def train_digits(data, *, seed=0, kernels=None, epochs=60, verbose=0, dtype="float32"):
+def train_digits(data, *, seed=0, kernels=None, epochs=MAX_EPOCHS, verbose=0,
+                 dtype="float32"):
     """Train the demo network; returns (model, history, test accuracy, seconds)."""
     X_train, X_test, y_train, y_test = data
     model = build_model(seed, kernels, dtype)
@@ -68,7 +69,8 @@ def main(argv=None):
                     "bundled UCI handwritten digits with fastnn's compiled kernels, then "
                     "with the NumPy reference kernels.")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the model")
-    parser.add_argument("--epochs", type=int, default=60, help="epoch limit (default 60)")
+    parser.add_argument("--epochs", type=int, default=MAX_EPOCHS,
+                        help=f"epoch limit (default {MAX_EPOCHS})")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the run with the NumPy reference kernels")
     args = parser.parse_args(argv)

@@ -112,9 +112,21 @@ class Optimizer:
                 for name, value in vars(self).items()}
 
     def _rollback(self, checkpoint):
-        """Put back the state of a _checkpoint, dropping what was created since."""
-        vars(self).clear()
-        vars(self).update(checkpoint)
+        """Put back the state of a _checkpoint, dropping what was created since. State
+        arrays that still exist are written in place: a compiled runner holding them
+        then reads the values put back."""
+        state = vars(self)
+        for name in set(state) - set(checkpoint):
+            del state[name]
+        for name, value in checkpoint.items():
+            current = state.get(name)
+            if isinstance(value, dict) and isinstance(current, dict) \
+                    and current.keys() == value.keys() \
+                    and all(np.shape(current[i]) == np.shape(a) for i, a in value.items()):
+                for i, a in value.items():
+                    np.copyto(current[i], a)
+            else:
+                state[name] = value
 
     @property
     def lr(self):

@@ -12,6 +12,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
+from fastnn.nn.losses import Loss
 from fastnn.nn.sequential import TrainingDivergedError
 
 from conftest import labels, normal, rng_for
@@ -390,28 +391,40 @@ def test_divergence_raises_and_keeps_finite_weights():
     assert issubclass(TrainingDivergedError, ValueError)
 
 
-def test_divergence_puts_back_the_epoch_start_on_both_paths():
-    """Both paths leave the same model after a divergence: weights, running statistics,
-    optimizer state and generator as at the start of the epoch that diverged."""
+def test_divergence_keeps_the_last_finite_state_on_both_paths():
+    """After a divergence both paths leave the model as after the last update that kept
+    the weights finite: weights, running statistics, generator and optimizer state all
+    equal those of a fit that stops right there."""
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(64, 4)) * 10, rng.normal(size=(64, 1)) * 100
-    ends = {}
-    for compiled in (None, False):
+
+    def model_and_opt(compiled):
         model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1),
                               nn.Linear(8, 1), seed=0)
         opt = fastnn.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
         model.fit(X, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, compiled=compiled)
-        start = (model._flat_params.copy(), model._flat_buffers.copy(),
-                 model._rng.bit_generator.state, opt.step_count,
-                 opt._momentum_buffer[0].copy())
         opt.lr = 3.0
+        return model, opt
+
+    def state(model, opt):
+        return (model._flat_params.copy(), model._flat_buffers.copy(),
+                model._rng.bit_generator.state, opt.step_count,
+                opt._momentum_buffer[0].copy())
+
+    ends = {}
+    for compiled in (None, False):
+        model, opt = model_and_opt(compiled)
+        steps = opt.step_count
         with pytest.raises(TrainingDivergedError, match="epoch 1, batch"):
-            model.fit(X, y, loss="mse", optimizer=opt, epochs=3, batch_size=8,
+            model.fit(X, y, loss="mse", optimizer=opt, epochs=3, batch_size=8, shuffle=False,
                       compiled=compiled)
-        end = (model._flat_params, model._flat_buffers, model._rng.bit_generator.state,
-               opt.step_count, opt._momentum_buffer[0])
-        assert_same(start, end)
-        ends[compiled] = end
+        kept = opt.step_count - steps
+        assert 1 <= kept < 8 and np.isfinite(model._flat_params).all()
+        twin, twin_opt = model_and_opt(compiled)
+        twin.fit(X[:8 * kept], y[:8 * kept], loss="mse", optimizer=twin_opt, epochs=1,
+                 batch_size=8, shuffle=False, compiled=compiled)
+        ends[compiled] = state(model, opt)
+        assert_same(ends[compiled], state(twin, twin_opt))
     assert_same(ends[None], ends[False])
 
 
@@ -421,6 +434,98 @@ def assert_same(state, other):
             np.testing.assert_array_equal(a, b)
         else:
             assert a == b
+
+
+def test_an_error_during_training_puts_the_model_back():
+    """A loss object of one's own that refuses the targets at the first batch (after the
+    training-mode forward moved the running statistics): the model is as before fit."""
+    class StrictMSE(Loss):
+        def forward(self, outputs, targets):
+            if targets.shape != outputs.shape:
+                raise ValueError(f"target shape {targets.shape} != output shape "
+                                 f"{outputs.shape}")
+            return fastnn.ops.mse_loss(outputs, targets)
+
+    X, _y = blobs(40, "strict-loss")
+    model = small_model(seed=2)
+    before = state(model)
+    with pytest.raises(ValueError, match="target shape"):
+        model.fit(X, np.zeros((40, 2)), loss=StrictMSE(), epochs=2)
+    assert_state_equal(model, before)
+
+
+def test_loss_and_optimizer_classes_are_refused():
+    X, y = blobs(20, "classes")
+    model = small_model(seed=2)
+    before = state(model)
+    with pytest.raises(TypeError, match="CrossEntropyLoss\\(\\)"):
+        model.fit(X, y, loss=nn.CrossEntropyLoss)
+    for cls in (fastnn.optim.Adam, fastnn.optim.SGD):
+        with pytest.raises(TypeError, match="a class"):
+            model.fit(X, y, optimizer=cls)
+    assert_state_equal(model, before)
+
+
+def test_an_optimizer_of_another_model_is_refused():
+    X, y = blobs(20, "foreign")
+    model, other = small_model(seed=2), small_model(seed=3)
+    before = state(model)
+    with pytest.raises(ValueError, match="none of this model's parameters"):
+        model.fit(X, y, optimizer=fastnn.optim.Adam(other.parameters()))
+    assert_state_equal(model, before)
+    # a subset (freezing the other layers) is fine
+    model.fit(X, y, optimizer=fastnn.optim.Adam(model[0].parameters()), epochs=1)
+
+
+@pytest.mark.parametrize("n, split, n_val", [(10, 0.25, 3), (100, 0.29, 29), (7, 0.5, 4),
+                                             (3, 0.5, 2), (2, 0.3, 1), (100, 0.25, 25)])
+def test_validation_split_holds_out_as_many_rows_as_keras(n, split, n_val):
+    # Keras keeps floor(n * (1 - split)) rows for training
+    X, y = blobs(n, "split-count")
+    model = nn.Sequential(nn.Linear(5, 3), seed=0)
+    h = model.fit(X, y, epochs=1, validation_split=split, shuffle=False)
+    assert h.history["val_loss"][0] == nn.CrossEntropyLoss()(model.predict(X[n - n_val:]),
+                                                             y[n - n_val:])
+
+
+def test_early_stopping_never_counts_nan_as_best():
+    # as Keras, whose best starts at infinity: NaN is no improvement
+    stop = nn.EarlyStopping(patience=2)
+    stop._reset()
+    snapshot = iter(range(10)).__next__
+    stopped = [stop._on_epoch_end(e, {"val_loss": v}, snapshot)
+               for e, v in enumerate([float("nan"), 6.0, 4.0, 8.0])]
+    assert stopped == [False, False, False, False]
+    assert stop.best == 4.0 and stop.best_epoch == 2 and stop._best_state == 1
+    assert nn.EarlyStopping(patience=np.int64(3)).patience == 3
+    with pytest.raises(TypeError, match="patience"):
+        nn.EarlyStopping(patience=2.5)
+
+
+def test_backward_before_forward_is_a_clear_error():
+    for layer in (nn.Linear(3, 2), nn.ReLU(), nn.Tanh(), nn.Sigmoid(), nn.Dropout(0.5),
+                  nn.BatchNorm1d(3)):
+        with pytest.raises(RuntimeError, match="backward called before forward"):
+            layer.backward(np.ones((4, 2 if isinstance(layer, nn.Linear) else 3)))
+    dropout = nn.Dropout(0.5).eval()
+    x = np.ones((2, 3))
+    np.testing.assert_array_equal(dropout.backward(dropout.forward(x)), x)
+
+
+def test_a_parameter_in_two_layers_is_refused():
+    first, second = nn.Linear(3, 3), nn.Linear(3, 3)
+    second.weight = first.weight
+    with pytest.raises(ValueError, match="more than one layer"):
+        nn.Sequential(first, nn.Tanh(), second)
+
+
+def test_a_failed_loss_call_leaves_no_gradient_behind():
+    loss = nn.CrossEntropyLoss()
+    loss(np.zeros((2, 3)), np.array([0, 1]))
+    with pytest.raises(ValueError):
+        loss(np.zeros((2, 3)), np.array([0, 7]))
+    with pytest.raises(RuntimeError, match="before the loss"):
+        loss.backward()
 
 
 def test_validation_split_takes_the_last_samples():

@@ -33,7 +33,7 @@ def test_mlp_reaches_97_percent_on_digits():
     model, history, accuracy, _seconds = demo.train_digits(data, seed=0)
     assert accuracy >= 0.97
     epochs = len(history.epoch)
-    assert history.stopped_early and epochs < 60      # early stopping ended it
+    assert history.stopped_early and epochs < demo.MAX_EPOCHS     # early stopping ended it
     assert model.training          # fit leaves the mode as it found it
 
 

@@ -1,5 +1,6 @@
 """Training records and early stopping used by ``Sequential.fit``."""
 import math
+import operator
 
 __all__ = ["History", "EarlyStopping"]
 
@@ -45,7 +46,11 @@ class EarlyStopping:
         if monitor not in ("val_loss", "loss", "val_accuracy"):
             raise ValueError(f'monitor must be "val_loss", "loss" or "val_accuracy", '
                              f"got {monitor!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        try:
+            patience = operator.index(patience)     # NumPy integers too, as fit's epochs
+        except TypeError:
+            raise TypeError(f"patience must be an integer >= 0, got {patience!r}") from None
+        if isinstance(patience, bool) or patience < 0:
             raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
         min_delta = float(min_delta)
         if not (math.isfinite(min_delta) and min_delta >= 0):
@@ -68,6 +73,8 @@ class EarlyStopping:
         self._best_state = None
 
     def _improved(self, value):
+        if math.isnan(value):       # as Keras, whose best starts at +-inf: never better
+            return False
         if self.best is None:
             return True
         if self.mode == "min":

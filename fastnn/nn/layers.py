@@ -225,6 +225,8 @@ class Linear(Module):
         return self.kernels.linear_forward(x, self.weight.data, self._b())
 
     def backward(self, dy):
+        if self._x is None:
+            raise RuntimeError("Linear.backward called before forward")
         dx, dw, db = self.kernels.linear_backward(self._x, self.weight.data, dy)
         self.weight.grad[...] = dw
         if self.bias is not None:
@@ -254,6 +256,8 @@ class _Activation(Module):
         return getattr(self.kernels, self._forward_name)(x)
 
     def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return getattr(self.kernels, self._backward_name)(self._cache, dy)
 
     def _config(self):
@@ -294,7 +298,7 @@ class Dropout(Module):
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
-            self._mask = None
+            self._mask = False          # the identity; None: no forward yet
             return x
         seed = int(self._rng.integers(0, 2**64, dtype=np.uint64))
         y, self._mask = self.kernels.dropout(x, self.p, seed)
@@ -304,7 +308,9 @@ class Dropout(Module):
         return x
 
     def backward(self, dy):
-        return dy if self._mask is None else dy * self._mask
+        if self._mask is None:
+            raise RuntimeError("Dropout.backward called before forward")
+        return dy if self._mask is False else dy * self._mask
 
     def _config(self):
         return {"p": self.p}

@@ -30,6 +30,7 @@ class Loss:
         self._kernels = None if value is None else resolve_kernels(value)
 
     def __call__(self, outputs, targets):
+        self._grad = None           # a failed call leaves no earlier gradient to backward
         loss, self._grad = self.forward(outputs, targets)
         return loss
 
@@ -190,6 +191,9 @@ def get_loss(loss):
         except KeyError:
             raise ValueError(f"unknown loss {loss!r}; use one of {sorted(_NAMES)} or a loss "
                              "object") from None
+    if isinstance(loss, type):
+        raise TypeError(f"loss must be a name or a loss object, got the class "
+                        f"{loss.__name__}; pass an instance, e.g. {loss.__name__}()")
     if callable(loss) and callable(getattr(loss, "backward", None)):
         return loss
     raise TypeError(f"loss must be a name or an object with __call__ and backward, got {loss!r}")

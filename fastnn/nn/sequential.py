@@ -36,8 +36,7 @@ _KERNELS_OF = operator.attrgetter("_kernels")
 
 
 class TrainingDivergedError(ValueError, FloatingPointError):
-    """The training loss became NaN or infinite (the model is put back as it was at the
-    start of that epoch)."""
+    """The training loss became NaN or infinite (the model keeps its last finite weights)."""
 
 
 def _real(value, name, *, low=0.0, low_inclusive=True, high=None):
@@ -80,6 +79,11 @@ class Sequential(Module):
                                 "pass its layers instead")
         if len({id(layer) for layer in layers}) != len(layers):
             raise ValueError("a layer appears more than once in the model")
+        params = [p for layer in layers for p in layer.parameters()]
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("a Parameter appears in more than one layer (tied weights are "
+                             "not supported: each parameter has one place in the flat "
+                             "buffer and one gradient)")
         for layer in layers:
             if any(p._flat is not None for p in layer.parameters()):
                 raise ValueError(f"{layer!r} already belongs to a model; give each model "
@@ -360,13 +364,15 @@ class Sequential(Module):
 
         Everything is checked before the model is touched, except NaN and infinity in X,
         which the compiled step finds as it gathers the first epoch's rows (one pass over
-        X fewer); it then puts back the model, the optimizer object given, the generator
-        and the early-stopping callback. Either way bad input raises ValueError (TypeError
-        for a wrong kind of object) and leaves the model as it was. A loss
+        X fewer), and what a loss object of your own checks as it runs. An exception
+        during training (from those checks, or from a custom layer) puts back the model,
+        a fastnn optimizer given, the generator and the early-stopping callback, so bad
+        input raises ValueError (TypeError for a wrong kind of object) and leaves the
+        model as it was; a KeyboardInterrupt keeps the training done so far. A loss
         that becomes NaN or infinite raises :class:`TrainingDivergedError` (a ValueError)
-        naming the epoch and learning rate, after putting the weights, running statistics,
-        generator and a fastnn optimizer back as they were at the start of that epoch (the
-        same state on both paths).
+        naming the epoch and learning rate, and leaves the model as it was after the last
+        update that kept its weights finite: weights, running statistics, generator and
+        a fastnn optimizer's state, the same on both paths.
         """
         # ---- check everything first ----------------------------------------------------
         loss_fn = get_loss(loss)
@@ -378,9 +384,15 @@ class Sequential(Module):
         validation_split = _real(validation_split, "validation_split", high=1.0)
         if isinstance(optimizer, str):
             check_optimizer_name(optimizer)
-        elif not callable(getattr(optimizer, "step", None)):
-            raise TypeError(f"optimizer must be a name or an object with step(), "
-                            f"got {optimizer!r}")
+        elif isinstance(optimizer, type) or not callable(getattr(optimizer, "step", None)):
+            raise TypeError(f"optimizer must be a name or an object with step(), got "
+                            f"{optimizer!r}" + (" (a class: pass an instance built on "
+                                                "model.parameters())"
+                                                if isinstance(optimizer, type) else ""))
+        elif isinstance(optimizer, Optimizer) and not \
+                {id(p) for p in optimizer.params} & {id(p) for p in self.parameters()}:
+            raise ValueError("the optimizer updates none of this model's parameters; build "
+                             "it on model.parameters()")
         if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
             raise TypeError(f"early_stopping must be an EarlyStopping, got {early_stopping!r}")
         if verbose not in (0, 1, 2, False, True):
@@ -397,7 +409,8 @@ class Sequential(Module):
             X_val = self._check_X(validation_data[0], "X_val")
             y_val = self._check_y(validation_data[1], loss_fn, X_val.shape[0], "y_val")
         elif validation_split:
-            n_val = int(X.shape[0] * validation_split)
+            # Keras's split: training keeps floor(n * (1 - split)) rows
+            n_val = X.shape[0] - math.floor(X.shape[0] * (1.0 - validation_split))
             if n_val < 1 or n_val >= X.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves {n_val} of "
                                  f"{X.shape[0]} samples for validation; need at least one "
@@ -424,11 +437,13 @@ class Sequential(Module):
             loss_fn.kernels = self._kernels
         opt = get_optimizer(optimizer, self.parameters(), lr)
         lr_used = getattr(opt, "lr", lr)
+        # what a fit that fails puts back (taken before the runner adds optimizer state)
+        undo = (self._snapshot(), _checkpoint(opt), self._rng.bit_generator.state,
+                None if early_stopping is None else dict(vars(early_stopping)))
         runner = None
         if compiled is None or compiled:
             plan = _compiled.plan_for(self)
             if plan is not None and _compiled.EpochRunner.supports(self, loss_fn, opt):
-                opt_state = opt._checkpoint()     # before the runner adds its state arrays
                 runner = _compiled.EpochRunner(self, plan, loss_fn, opt, l1, l2,
                                                min(batch_size + 1, X.shape[0]))
             elif compiled:
@@ -439,10 +454,7 @@ class Sequential(Module):
         # epoch's batches, and a bad row puts back everything the fit changed: undo.
         # The layer-by-layer path tests X first.
         check_input = runner is not None
-        if check_input:
-            undo = (self._snapshot(), opt_state, self._rng.bit_generator.state,
-                    None if early_stopping is None else dict(vars(early_stopping)))
-        elif not all_finite(X):
+        if not check_input and not all_finite(X):
             raise self._not_finite("X")
 
         # ---- train ---------------------------------------------------------------------
@@ -452,7 +464,7 @@ class Sequential(Module):
         batches = self._batches(n, batch_size)
         if shuffle and runner is None:
             X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
-        epoch_start = self._snapshot()      # the state a diverging epoch puts back
+        epoch_start = self._snapshot()      # for a divergence: see _keep_last_finite
         history = History()
         if early_stopping is not None:
             early_stopping._reset()
@@ -462,29 +474,37 @@ class Sequential(Module):
                 start = time.perf_counter()
                 np.copyto(epoch_start[0], self._flat_params)
                 np.copyto(epoch_start[1], self._flat_buffers)
-                backup = (epoch_start, _checkpoint(opt), self._rng.bit_generator.state)
+                opt_start = _checkpoint(opt)
                 order = self._rng.permutation(n) if shuffle else None
+                rng_start = self._rng.bit_generator.state
+                if runner is None and shuffle:
+                    np.take(X, order, axis=0, out=X_epoch)
+                    np.take(y, order, axis=0, out=y_epoch)
+                elif runner is None:
+                    X_epoch, y_epoch = X, y
+
+                def run(batches_run, progress):
+                    if runner is not None:     # the kernel gathers each batch's rows itself
+                        return self._compiled_epoch(runner, X, y, order, batches_run, epoch,
+                                                    progress, check_input and epoch == 0)
+                    return self._python_epoch(X_epoch, y_epoch, batches_run, loss_fn, opt,
+                                              l1, l2, epoch, progress)
+
                 progress.start_epoch(epoch)
-                if runner is not None:
-                    # the kernel gathers each batch's rows itself
-                    try:
-                        total = self._compiled_epoch(runner, X, y, order, batches, backup,
-                                                     epoch, lr_used, progress,
-                                                     check_input and epoch == 0)
-                    except _compiled.NonFiniteInput:
-                        self._undo_fit(undo, opt, early_stopping)
-                        raise self._not_finite("X") from None
-                else:
-                    if shuffle:
-                        np.take(X, order, axis=0, out=X_epoch)
-                        np.take(y, order, axis=0, out=y_epoch)
-                    else:
-                        X_epoch, y_epoch = X, y
-                    total = self._python_epoch(X_epoch, y_epoch, batches, loss_fn, opt, l1, l2,
-                                               backup, epoch, lr_used, progress)
-                if not np.isfinite(self._flat_params).all():
-                    self._diverged(backup, opt, f"the weights became NaN or infinite at "
-                                                f"epoch {epoch + 1}", lr_used)
+                try:
+                    total = run(batches, progress)
+                    if not np.isfinite(self._flat_params).all():
+                        raise _Diverged(f"the weights became NaN or infinite at epoch "
+                                        f"{epoch + 1}", len(batches))
+                except _compiled.NonFiniteInput:
+                    raise self._not_finite("X") from None
+                except _Diverged as diverged:
+                    self._keep_last_finite(diverged, (epoch_start, opt_start, rng_start), opt,
+                                           batches, run)
+                    raise TrainingDivergedError(
+                        f"training diverged: {diverged.what} (learning rate {lr_used:g}). "
+                        "The model keeps its last finite weights; try a smaller learning "
+                        "rate, scaled inputs or gradient-friendly initialisation.") from None
                 logs = {"loss": total / n}
                 if X_val is not None:
                     out_val = self._predict(X_val, None)
@@ -502,14 +522,22 @@ class Sequential(Module):
             if early_stopping is not None and early_stopping._best_state is not None:
                 self._restore(early_stopping._best_state)
                 early_stopping._best_state = None
+        except TrainingDivergedError:
+            raise                   # the last finite state is kept: see _keep_last_finite
+        except Exception:
+            # bad input found on the way (NaN rows, a loss object's own checks) or a
+            # custom layer's error: the model is as it was before fit
+            self._undo_fit(undo, opt, early_stopping)
+            raise
         finally:
             progress.close()
             self.train(was_training)
         self.history = history
         return history
 
-    def _python_epoch(self, X, y, batches, loss_fn, opt, l1, l2, backup, epoch, lr, progress):
-        """One epoch layer by layer; returns the sum of batch loss times batch size."""
+    def _python_epoch(self, X, y, batches, loss_fn, opt, l1, l2, epoch, progress):
+        """One epoch layer by layer; returns the sum of batch loss times batch size.
+        A non-finite loss raises _Diverged before that batch's update."""
         total = 0.0
         for b, (lo, hi) in enumerate(batches):
             out = X[lo:hi]
@@ -522,8 +550,8 @@ class Sequential(Module):
             if l1 or l2:
                 batch_loss += self._penalty(l1, l2)
             if not math.isfinite(batch_loss):
-                self._diverged(backup, opt, f"the loss became {batch_loss} at epoch "
-                                            f"{epoch + 1}, batch {b + 1}", lr)
+                raise _Diverged(f"the loss became {batch_loss} at epoch {epoch + 1}, "
+                                f"batch {b + 1}", b)
             opt.step()
             total += batch_loss * (hi - lo)
             progress.batch_done()
@@ -534,46 +562,60 @@ class Sequential(Module):
         as they were before fit."""
         model_state, opt_state, rng_state, stopping_state = undo
         self._restore(model_state)
-        opt._rollback(opt_state)
+        if opt_state is not None:
+            opt._rollback(opt_state)
         self._rng.bit_generator.state = rng_state
         if early_stopping is not None:
             vars(early_stopping).clear()
             vars(early_stopping).update(stopping_state)
 
-    def _compiled_epoch(self, runner, X, y, order, batches, backup, epoch, lr, progress,
-                        check_input):
+    def _compiled_epoch(self, runner, X, y, order, batches, epoch, progress, check_input):
         """One epoch in the compiled training step; the same sum as _python_epoch.
         check_input: test X's rows as they are gathered (raises NonFiniteInput)."""
         bounds = [lo for lo, _hi in batches] + [batches[-1][1]]
         completed, batch_losses = runner.run_epoch(X, y, bounds, order,
                                                    check_input=check_input)
         if completed < len(batches):
-            b = completed
-            self._diverged(backup, runner.opt, f"the loss became {batch_losses[b]} at "
-                                               f"epoch {epoch + 1}, batch {b + 1}", lr)
+            raise _Diverged(f"the loss became {batch_losses[completed]} at epoch "
+                            f"{epoch + 1}, batch {completed + 1}", completed)
         progress.batch_done(len(batches))
         total = 0.0
         for (lo, hi), batch_loss in zip(batches, batch_losses.tolist()):
             total += batch_loss * (hi - lo)
         return total
 
-    def _diverged(self, backup, opt, what, lr):
-        """Put back the state at the start of the epoch (backup) and raise."""
-        model_state, opt_state, rng_state = backup
+    def _keep_last_finite(self, diverged, start, opt, batches, run):
+        """Leave the model as after the epoch's last update that kept the weights finite.
+
+        Neither path keeps a copy per batch: the epoch's start (weights, running
+        statistics, optimizer, generator after the shuffle) is put back and its first
+        updates are run again, which gives the same state on both paths. An optimizer
+        object of the user's own cannot be put back: then the epoch's start is kept."""
+        updates = diverged.updates
+        if not np.isfinite(self._flat_params).all():
+            updates -= 1                # the last update made them non-finite
+        model_state, opt_state, rng_state = start
         self._restore(model_state)
-        if opt_state is not None:
-            opt._rollback(opt_state)
         self._rng.bit_generator.state = rng_state
-        raise TrainingDivergedError(
-            f"training diverged: {what} (learning rate {lr:g}). The model is as it was at "
-            "the start of that epoch; try a smaller learning rate, scaled inputs or "
-            "gradient-friendly initialisation.")
+        if opt_state is None:
+            return
+        opt._rollback(opt_state)
+        if updates > 0:
+            run(batches[:updates], _Progress(0, 1, updates))
 
     # -- save --------------------------------------------------------------------------------
     def save(self, path):
         """Write the model to one .npz file (atomically); read it back with fastnn.load."""
         from fastnn.nn.serialization import save
         save(self, path)
+
+
+class _Diverged(Exception):
+    """A non-finite loss or weights, after ``updates`` of the epoch's updates."""
+
+    def __init__(self, what, updates):
+        super().__init__(what)
+        self.what, self.updates = what, updates
 
 
 def _checkpoint(opt):
