@@ -512,6 +512,17 @@ def test_backward_before_forward_is_a_clear_error():
     np.testing.assert_array_equal(dropout.backward(dropout.forward(x)), x)
 
 
+def test_parameters_hold_real_numbers():
+    with pytest.raises(TypeError, match="found None"):
+        nn.Parameter(np.array([1.0, None]))
+    with pytest.raises(TypeError, match="complex"):
+        nn.Parameter(np.array([1 + 2j]))
+    p = nn.Parameter([1.0, 2.0])
+    with pytest.raises(TypeError, match="complex"):
+        p.data = np.array([1j, 2])
+    np.testing.assert_array_equal(p.data, [1.0, 2.0])
+
+
 def test_a_parameter_in_two_layers_is_refused():
     first, second = nn.Linear(3, 3), nn.Linear(3, 3)
     second.weight = first.weight

@@ -1,6 +1,8 @@
 """Parameter: a trainable array and its gradient, usually views into a model's flat buffers."""
 import numpy as np
 
+from fastnn._validation import as_numeric
+
 __all__ = ["Parameter"]
 
 
@@ -17,7 +19,7 @@ class Parameter:
     __slots__ = ("_data", "_grad", "name", "_flat")
 
     def __init__(self, data, name=None):
-        arr = np.asarray(data)
+        arr = as_numeric(data, "Parameter data")     # no None read as NaN, no complex
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else \
             np.float32 if arr.dtype == np.float16 else np.float64
         arr = np.array(arr, dtype=dtype, order="C", copy=True)
@@ -44,7 +46,7 @@ class Parameter:
         self._assign(self._grad, value, "grad")
 
     def _assign(self, target, value, what):
-        value = np.asarray(value)
+        value = as_numeric(value, f"{self._label()}.{what}")
         if value.shape != target.shape:
             raise ValueError(f"cannot assign an array of shape {value.shape} to "
                              f"{self._label()}.{what} of shape {target.shape}")

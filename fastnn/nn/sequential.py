@@ -57,7 +57,9 @@ class Sequential(Module):
 
     ``Sequential(*layers, dtype="float32", seed=None, kernels=None)``: the model owns its
     layers' parameters (moved into its flat buffers, cast to ``dtype``) and initialises
-    them from ``numpy.random.default_rng(seed)``; the same generator then shuffles the
+    them from ``numpy.random.default_rng(seed)``, replacing any values set on the layers
+    before (set weights, e.g. copied from PyTorch, on the built model); the same
+    generator then shuffles the
     mini-batches and seeds dropout, so one seed and one data set give bit-identical
     weights after training. ``kernels`` picks the kernel module the layers call
     (``fastnn.ops`` by default, or ``fastnn.reference`` / "reference").
