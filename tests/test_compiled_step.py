@@ -343,3 +343,41 @@ def test_epoch_kernel_rejects_mismatched_arrays():
     np.testing.assert_array_equal(model._flat_params, before)
     completed, _ = runner.run_epoch(X, y, bounds)
     assert completed == 5
+
+
+# an eval-mode dropout passes its input on without writing its own output slot: the
+# compiled predict must read the final output wherever it is, not the last layer's slot
+_IDENTITY_PLACEMENTS = {
+    "last": lambda: [Linear(5, 4), Dropout(0.7)],
+    "after relu, last": lambda: [Linear(5, 4), ReLU(), Dropout(0.5)],
+    "two last": lambda: [Linear(5, 4), Dropout(0.5), Dropout(0.2)],
+    "first": lambda: [Dropout(0.5), Linear(5, 4)],
+    "first and last": lambda: [Dropout(0.3), Linear(5, 4), Tanh(), Dropout(0.4)],
+    "middle": lambda: [Linear(5, 6), Dropout(0.5), Linear(6, 4)],
+    "two middle": lambda: [Linear(5, 6), Dropout(0.5), Dropout(0.1), Sigmoid(), Linear(6, 4)],
+    "before batch norm": lambda: [Linear(5, 4), Dropout(0.5), BatchNorm1d(4)],
+    "after batch norm, last": lambda: [Linear(5, 4), BatchNorm1d(4), Dropout(0.5)],
+    "p zero last": lambda: [Linear(5, 4), ReLU(), Dropout(0.0), Dropout(0.6)],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("placement", sorted(_IDENTITY_PLACEMENTS))
+def test_compiled_predict_with_eval_identity_layers_equals_eval_forward(dtype, placement):
+    chunk = _compiled.PREDICT_CHUNK
+    X = _data(2 * chunk + 3, 5, 4, dtype, "labels", seed=3)[0]
+    model = Sequential(*_IDENTITY_PLACEMENTS[placement](), dtype=dtype, seed=1)
+    assert model._predict_plan() is not None
+    model.eval()
+    expected = model(X)
+    for n in (1, 5, chunk - 1, chunk, chunk + 1, 2 * chunk + 3):
+        for _ in range(2):          # the second call reuses the first's workspace
+            np.testing.assert_array_equal(model.predict(X[:n]), expected[:n])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_validation_loss_with_dropout_last_is_the_eval_loss(dtype):
+    X, y = _data(300, 5, 3, dtype, "labels", seed=4)
+    model = Sequential(Linear(5, 3), ReLU(), Dropout(0.5), dtype=dtype, seed=0)
+    history = model.fit(X, y, epochs=2, batch_size=64, validation_data=(X, y), verbose=0)
+    assert history.history["val_loss"][-1] == float(fastnn.CrossEntropyLoss()(model.infer(X), y))

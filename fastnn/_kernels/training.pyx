@@ -106,14 +106,19 @@ cdef inline floating* at(floating* base, int64_t offset) noexcept nogil:
     return base + offset if offset >= 0 else NULL
 
 
-cdef void forward_batch(
+cdef const floating* forward_batch(
         const floating* x, Py_ssize_t n, bint training, Py_ssize_t batch,
         const int32_t[::1] kinds, const int64_t[::1] widths,
         const int64_t[:, ::1] param_off, const int64_t[:, ::1] buffer_off,
         const double[:, ::1] layer_args, const uint64_t[:, ::1] seeds,
         const int64_t[:, ::1] work_off,
         floating* params, floating* buffers, floating* work, int n_threads) noexcept nogil:
-    """Run the layers on n rows of x; layer l's output lands at work + work_off[l, 0]."""
+    """Run the layers on n rows of x and return where the last layer's output is.
+
+    Layer l's output lands at work + work_off[l, 0], except an eval-mode dropout's, which
+    is its input, passed on unwritten: the returned pointer, not the last layer's slot, is
+    the output (it is x itself when every layer is such a dropout). In training every
+    layer writes its slot."""
     cdef Py_ssize_t l, n_layers = kinds.shape[0]
     cdef Py_ssize_t w_in, w_out
     cdef const floating* inp = x
@@ -150,6 +155,7 @@ cdef void forward_batch(
         else:
             activation_forward_n(kind, inp, out, n * w_in, n_threads)
         inp = out
+    return inp
 
 
 cdef double largest_product(const int32_t[::1] kinds, const int64_t[::1] widths,
@@ -514,11 +520,11 @@ cdef Py_ssize_t _run_batches(
                 lb = lab + lo if lab != NULL else NULL
                 tb = tgt + lo * k if tgt != NULL else NULL
                 wb = sw + lo if sw != NULL else NULL
-            forward_batch(xb, n, True, b, kinds, widths, param_off, buffer_off,
-                          layer_args, seeds, work_off, p, buf, ws, n_threads)
-
-            # loss and its gradient with respect to the last layer's output
-            out = ws + work_off[n_layers - 1, WORK_OUT]
+            # loss and its gradient with respect to the last layer's output (in training,
+            # its own slot)
+            out = <floating*>forward_batch(xb, n, True, b, kinds, widths, param_off,
+                                           buffer_off, layer_args, seeds, work_off, p, buf,
+                                           ws, n_threads)
             g = ws + grad_off[0]
             other = ws + grad_off[1]
             if loss_kind == LOSS_CROSS_ENTROPY_LABELS:
@@ -660,7 +666,7 @@ cdef class Predictor:
         cdef bint finite = True
         cdef floating* params
         cdef floating* buf = NULL
-        cdef floating* last
+        cdef const floating* last
         if floating is float:
             if self.float64:
                 raise TypeError("the model's parameters are float64, X is float32")
@@ -697,10 +703,11 @@ cdef class Predictor:
                     if not all_finite_core(&X[lo, 0], n * n_in):
                         finite = False
                         break
-                    forward_batch(&X[lo, 0], n, False, 0, self.kinds, self.widths,
-                                  self.param_off, self.buffer_off, self.layer_args,
-                                  self.no_seeds, work_off, params, buf, &work[0], n_threads)
-                    last = &work[0] + work_off[n_layers - 1, WORK_OUT]
+                    # not the last layer's slot: an eval-mode dropout leaves its own unwritten
+                    last = forward_batch(&X[lo, 0], n, False, 0, self.kinds, self.widths,
+                                         self.param_off, self.buffer_off, self.layer_args,
+                                         self.no_seeds, work_off, params, buf, &work[0],
+                                         n_threads)
                     memcpy(&out[lo, 0], last, n * k * sizeof(floating))
                     lo += n
         finally:
