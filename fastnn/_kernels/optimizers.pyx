@@ -20,6 +20,10 @@ def sgd_step(floating[::1] param not None,         # IN/OUT
              floating[::1] momentum_buf not None,  # IN/OUT (unused when momentum == 0)
              double lr, double momentum, double dampening, bint nesterov,
              double weight_decay, bint first_step, int n_threads):
+    if grad.shape[0] != param.shape[0] or momentum_buf.shape[0] != param.shape[0]:
+        raise ValueError(f"sgd_step: param has {param.shape[0]} elements, grad "
+                         f"{grad.shape[0]} and momentum_buf {momentum_buf.shape[0]}; "
+                         "all must have the same size")
     if param.shape[0]:
         with nogil:
             sgd_step_core(&param[0], &grad[0], &momentum_buf[0], lr, momentum, dampening,
@@ -43,6 +47,11 @@ def adam_step(floating[::1] param not None,       # IN/OUT
     steps go around values that turn subnormal; the results are the same.
     eps_on_raw_moment adds eps where scikit-learn does (see adam_step_core)."""
     cdef unsigned char* hint_ptr = NULL
+    if grad.shape[0] != param.shape[0] or exp_avg.shape[0] != param.shape[0] or \
+            exp_avg_sq.shape[0] != param.shape[0]:
+        raise ValueError(f"adam_step: param has {param.shape[0]} elements, grad "
+                         f"{grad.shape[0]}, exp_avg {exp_avg.shape[0]} and exp_avg_sq "
+                         f"{exp_avg_sq.shape[0]}; all must have the same size")
     if hint is not None:
         if floating is double:
             raise ValueError("the Adam hint is for float32 parameters")
