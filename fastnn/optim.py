@@ -24,8 +24,10 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get_optimizer"]
 
 
 def _flat_groups(params):
-    """[(data, grad)] arrays to update: one pair of 1-D views when the parameters tile one
-    contiguous stretch of a shared flat buffer, else one pair per parameter."""
+    """([(data, grad)] arrays to update, is_flat, layout): one pair of 1-D views when the
+    parameters tile one contiguous stretch of a shared flat buffer, else one pair per
+    parameter. layout gives, for each parameter in order, (its group, its offset in that
+    group, its size): where its elements sit in the per-group state arrays."""
     flats = [p._flat for p in params]
     if all(f is not None for f in flats):
         base_data, base_grad = flats[0][0], flats[0][1]
@@ -38,8 +40,10 @@ def _flat_groups(params):
                     break
                 end += size
             else:
-                return [(base_data[start:end], base_grad[start:end])], True
-    return [(p.data.reshape(-1), p.grad.reshape(-1)) for p in params], False
+                layout = tuple((0, f[2] - start, p.size) for f, p in zip(flats, params))
+                return [(base_data[start:end], base_grad[start:end])], True, layout
+    layout = tuple((i, 0, p.size) for i, p in enumerate(params))
+    return [(p.data.reshape(-1), p.grad.reshape(-1)) for p in params], False, layout
 
 
 def _positive(value, name):
@@ -82,12 +86,42 @@ class Optimizer:
 
     def _arrays(self):
         """([(data, grad)] to update, is_flat), rebuilt whenever the parameters' arrays
-        change: a model rebinds them into new flat buffers after unpickling or copying."""
+        change: a model binds them into its flat buffers when built, and rebinds them after
+        unpickling or copying. When the grouping changes (an optimizer made on standalone
+        layers, one group per parameter, whose layers then go into a model: one group),
+        the state arrays are regrouped to match, each parameter's values carried over."""
         key = tuple(id(p.data) for p in self.params)
         if self.__dict__.get("_arrays_key") != key:
-            self._arrays_cache = _flat_groups(self.params)
+            groups, is_flat, layout = _flat_groups(self.params)
+            self._regroup_state(groups, layout)
+            self._arrays_cache = (groups, is_flat, layout)
             self._arrays_key = key
         return self._arrays_cache
+
+    def _regroup_state(self, groups, layout):
+        """Lay the per-group state arrays (_state's) out for `groups`: each parameter's
+        stretch is copied from where `self._layout` (the layout they were made for, set by
+        _state) put it to where `layout` puts it. Nothing changes when the layout is the
+        same, or without state (or with state saved before layouts were recorded)."""
+        old = self.__dict__.get("_layout")
+        if old is None or old == layout:
+            return
+        self._layout = layout
+        self.__dict__.pop("_hints", None)     # Adam's, per group; rebuilt on the next step
+        for name, states in list(vars(self).items()):
+            if not isinstance(states, dict) or not states:
+                continue
+            new = {}
+            for (g_old, off_old, size), (g_new, off_new, _size) in zip(old, layout):
+                src = states.get(g_old)
+                if src is None:
+                    continue
+                dst = new.get(g_new)
+                if dst is None:
+                    like = groups[g_new][0]
+                    dst = new[g_new] = aligned_zeros(like.shape, like.dtype)
+                dst[off_new:off_new + size] = src[off_old:off_old + size]
+            vars(self)[name] = new
 
     @property
     def _groups(self):
@@ -154,6 +188,7 @@ class Optimizer:
         arr = states.get(i)
         if arr is None:
             arr = states[i] = aligned_zeros(like.shape, like.dtype)
+            self._layout = self._arrays()[2]      # the layout the state arrays follow
         return arr
 
 

@@ -180,3 +180,29 @@ def test_pickled_optimizer_keeps_training_its_model(model_first):
     model.fit(X, y, optimizer=opt, epochs=2)
     model2.fit(X, y, optimizer=opt2, epochs=2)
     np.testing.assert_array_equal(model2._flat_params, model._flat_params)
+
+
+@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: Adam(p, lr=0.1)], ids=["sgd-momentum", "adam"])
+def test_optimizer_made_before_the_model_keeps_each_parameters_state(make):
+    # one state array per parameter at first; in the model, one for the flat buffer, with
+    # each parameter's values where the parameter now is (weights first, then biases)
+    lin1, lin2 = nn.Linear(3, 4), nn.Linear(4, 2)
+    params = lin1.parameters() + lin2.parameters()
+    opt = make(params)
+    for p in params:
+        p.grad = normal(p.shape, np.float32, "before-model", p.size)
+    opt.step()
+    names = [n for n in ("momentum_buffer", "exp_avg", "exp_avg_sq") if f"_{n}" in vars(opt)]
+    before = {n: [vars(opt)[f"_{n}"][i].reshape(p.shape).copy() for i, p in enumerate(params)]
+              for n in names}
+    model = nn.Sequential(lin1, nn.ReLU(), lin2, seed=0)
+    assert opt.is_flat
+    for n in names:
+        (flat,) = vars(opt)[f"_{n}"].values()
+        assert flat.shape == model._flat_params.shape
+        for p, expected in zip(params, before[n]):
+            offset = p._flat[2]
+            np.testing.assert_array_equal(flat[offset:offset + p.size].reshape(p.shape),
+                                          expected)
+    opt.step()                           # and the step runs on the new layout

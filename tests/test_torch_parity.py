@@ -305,3 +305,56 @@ def test_dropout_scaling_matches_torch_semantics():
     np.testing.assert_array_equal(model.backward(dy), dy * mask)
     model.eval()
     np.testing.assert_array_equal(model.forward(x), x)
+
+
+def _standalone_linear64(n_in, n_out, seed):
+    """A Linear outside any model, its parameters float64 (a standalone layer's are float32:
+    exact float64 steps need float64 arrays)."""
+    layer = nn.Linear(n_in, n_out)
+    layer.weight = nn.Parameter(normal((n_in, n_out), F64, "standalone-w", seed), name="weight")
+    layer.bias = nn.Parameter(normal((n_out,), F64, "standalone-b", seed), name="bias")
+    return layer
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizer_state_follows_the_parameters_into_a_model(name):
+    # the optimizer is made on standalone layers (one state array per parameter) and
+    # stepped; the layers then go into a Sequential, which moves the parameters into its
+    # flat buffer, weights first (w1, w2, b1, b2, not w1, b1, w2, b2): the state must
+    # follow each parameter there, as torch's per-parameter state does
+    make_ours, make_theirs = OPTIMIZERS[name]
+    lin1, lin2 = _standalone_linear64(3, 4, 1), _standalone_linear64(4, 2, 2)
+    t1, t2 = torch.nn.Linear(3, 4, dtype=torch.float64), torch.nn.Linear(4, 2, dtype=torch.float64)
+    ours, theirs = [lin1.weight, lin1.bias, lin2.weight, lin2.bias], \
+        [t1.weight, t1.bias, t2.weight, t2.bias]
+    with torch.no_grad():
+        for p, tp in zip(ours, theirs):
+            tp.copy_(torch.from_numpy(p.data.T.copy() if p.data.ndim == 2 else p.data))
+    opt, topt = make_ours(ours), make_theirs(theirs)
+    assert not opt.is_flat
+
+    def step(k):
+        for j, (p, tp) in enumerate(zip(ours, theirs)):
+            g = normal(p.shape, F64, "regroup-grad", name, k, j)
+            p.grad = g
+            tp.grad = torch.from_numpy(g.T.copy() if g.ndim == 2 else g)
+        opt.step()
+        topt.step()
+
+    def assert_close(when):
+        for p, tp in zip(ours, theirs):
+            expected = tp.detach().numpy()
+            _close(p.data, expected.T if expected.ndim == 2 else expected, 1e-12,
+                   f"{name}: {p.name} {when}")
+
+    for k in range(2):
+        step(k)
+    assert_close("before the model")
+    values = [p.data.copy() for p in ours]
+    model = nn.Sequential(lin1, nn.ReLU(), lin2, dtype="float64", seed=0)   # re-initialises
+    for p, v in zip(ours, values):
+        p.data = v                       # carry on from where the steps left the layers
+    assert opt.is_flat and opt._groups[0][0].size == model._flat_params.size
+    for k in range(2, 5):
+        step(k)
+    assert_close("after the steps in the model")
