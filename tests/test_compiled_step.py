@@ -381,3 +381,42 @@ def test_validation_loss_with_dropout_last_is_the_eval_loss(dtype):
     model = Sequential(Linear(5, 3), ReLU(), Dropout(0.5), dtype=dtype, seed=0)
     history = model.fit(X, y, epochs=2, batch_size=64, validation_data=(X, y), verbose=0)
     assert history.history["val_loss"][-1] == float(fastnn.CrossEntropyLoss()(model.infer(X), y))
+
+
+# a layer attribute set after the layer was made: the compiled fit refuses what the
+# layer-by-layer fit refuses, with the same error, before anything changes
+_BAD_ATTRIBUTES = [(3, "p", 1.5, ValueError), (3, "p", -0.5, ValueError),
+                   (3, "p", 2.0, ValueError), (3, "p", float("nan"), ValueError),
+                   (3, "p", "0.5", TypeError), (1, "eps", -1.0, ValueError),
+                   (1, "eps", float("nan"), ValueError), (1, "eps", float("inf"), ValueError),
+                   (1, "momentum", 5.0, ValueError), (1, "momentum", -1.0, ValueError),
+                   (1, "momentum", float("nan"), ValueError)]
+
+
+@pytest.mark.parametrize("index, attr, value, error", _BAD_ATTRIBUTES)
+def test_compiled_fit_refuses_bad_layer_attributes_as_the_layer_path(index, attr, value, error):
+    X, y = _data(40, 8, 4, "float64", "labels")
+    messages = []
+    for compiled in (None, False):
+        model = _model("float64", 8, 4)
+        setattr(model.layers[index], attr, value)
+        params, buffers = model._flat_params.copy(), model._flat_buffers.copy()
+        rng_state = model._rng.bit_generator.state
+        with pytest.raises(error) as info:
+            model.fit(X, y, epochs=2, batch_size=16, compiled=compiled)
+        messages.append(str(info.value))
+        np.testing.assert_array_equal(model._flat_params, params)
+        if compiled is None:
+            # the compiled path refuses before its first batch; the layer path only at
+            # the refused layer, after the batch norm before it updated its statistics
+            assert model._predict_plan() is not None
+            np.testing.assert_array_equal(model._flat_buffers, buffers)
+            assert model._rng.bit_generator.state == rng_state
+    assert messages[0] == messages[1]
+
+
+def test_eval_mode_ignores_dropout_p_as_the_layer_path():
+    X = _data(40, 8, 4, "float64", "labels")[0]
+    model = _model("float64", 8, 4)
+    model.layers[3].p = 1.5
+    np.testing.assert_array_equal(model.predict(X), model.infer(X))

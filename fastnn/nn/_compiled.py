@@ -7,11 +7,16 @@ layers reach through fastnn.ops, so both paths give bit-identical weights; any m
 loss or optimizer that the plan cannot describe (a custom layer, another kernel module,
 an optimizer subclass) simply takes the layer-by-layer path.
 """
+import math
+import numbers
+
 import numpy as np
 
 from fastnn._aligned import aligned_empty
 from fastnn._config import get_num_threads
+from fastnn._validation import batchnorm_eps, dropout_probability
 from fastnn._kernels import training as _kernel
+from fastnn.nn import _fused
 from fastnn.nn.layers import BatchNorm1d, Dropout, Linear, ReLU, Sigmoid, Tanh
 from fastnn.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from fastnn.optim import SGD, Adam, AdamW
@@ -21,6 +26,14 @@ _LAYER_KINDS = {Linear: _kernel.LINEAR, ReLU: _kernel.RELU, Sigmoid: _kernel.SIG
 
 #: rows per chunk of the compiled predict: bounds its workspace, keeps it in cache
 PREDICT_CHUNK = 256
+
+
+def _as_arg(value):
+    """A layer attribute as the plan's float; NaN for one that is no real number (only a
+    training plan reads these, and check_training refuses such a value first)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    return math.nan
 
 
 def _offset_in(flat, view):
@@ -46,9 +59,9 @@ class Plan:
                 params = [layer.weight._flat[2], layer.bias._flat[2]]
                 buffers = [_offset_in(model._flat_buffers, layer.running_mean),
                            _offset_in(model._flat_buffers, layer.running_var)]
-                arg = [layer.eps, layer.momentum]
+                arg = [_as_arg(layer.eps), _as_arg(layer.momentum)]
             elif kind == _kernel.DROPOUT:
-                arg = [layer.p, 0.0]
+                arg = [_as_arg(layer.p), 0.0]
             kinds.append(kind)
             widths.append(width)
             param_off.append(params)
@@ -60,6 +73,7 @@ class Plan:
         self.buffer_off = np.array(buffer_off, dtype=np.int64).reshape(-1, 2)
         self.layer_args = np.array(args, dtype=np.float64).reshape(-1, 2)
         self.n_outputs = widths[-1]
+        self.layers = list(layers)
         self.predictor = _kernel.Predictor(self.kinds, self.widths, self.param_off,
                                            self.buffer_off, self.layer_args,
                                            model._flat_params, model._flat_buffers)
@@ -71,6 +85,18 @@ class Plan:
         # one for itself (list.pop and append are atomic), so threads predicting with one
         # model never share one.
         self._spare_workspaces = []
+
+    def check_training(self):
+        """Raise what the layer-by-layer training path raises for a layer attribute it
+        refuses (set after the layer was made: Dropout.p, BatchNorm1d.eps and momentum),
+        before the kernel copies it: TypeError or ValueError, as fastnn.ops and
+        bn_running_update do. Eval mode reads none of them (predict does not call this)."""
+        for layer in self.layers:
+            if type(layer) is Dropout:
+                dropout_probability(layer.p)
+            elif type(layer) is BatchNorm1d:
+                batchnorm_eps(layer.eps)
+                _fused.batchnorm_momentum(layer.momentum)
 
     def layout(self, max_batch, training):
         """(offsets, gradient offsets, size) of the workspace for max_batch rows."""
@@ -132,6 +158,7 @@ class EpochRunner:
         # weight sum) and loss_clip (scikit-learn's clip of probabilities to [eps, 1 - eps]
         # in the cross-entropy values) let the estimators state scikit-learn's objective;
         # Sequential.fit leaves them at their neutral values.
+        plan.check_training()        # before anything here changes the optimizer
         self.model, self.plan, self.opt = model, plan, opt
         self.l1, self.l2 = l1, l2
         self.loss_scale, self.grad_scale, self.l2_per_weight = loss_scale, grad_scale, \
