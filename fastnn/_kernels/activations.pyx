@@ -11,6 +11,8 @@ def forward(int kind,                        # ACT_RELU, ACT_SIGMOID or ACT_TANH
             floating[::1] y not None,        # OUT
             int n_threads):
     cdef Py_ssize_t n = x.shape[0]
+    if y.shape[0] != n:
+        raise ValueError(f"forward: x has {n} elements but y has {y.shape[0]}")
     if n == 0:
         return
     with nogil:
@@ -23,6 +25,9 @@ def backward(int kind,
              floating[::1] dx not None,        # OUT
              int n_threads):
     cdef Py_ssize_t n = a.shape[0]
+    if dy.shape[0] != n or dx.shape[0] != n:
+        raise ValueError(f"backward: a has {n} elements, dy {dy.shape[0]} and dx "
+                         f"{dx.shape[0]}; all must have the same size")
     if n == 0:
         return
     with nogil:

@@ -11,6 +11,14 @@ def linear_forward(const floating[:, ::1] x not None,  # IN  (n, n_in)
                    int n_threads):
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef const floating* b_ptr = NULL
+    if w.shape[0] != n_in:
+        raise ValueError(f"linear_forward: x has {n_in} columns but w has {w.shape[0]} rows")
+    if b is not None and b.shape[0] != n_out:
+        raise ValueError(f"linear_forward: w has {n_out} columns but b has {b.shape[0]} "
+                         "elements")
+    if y.shape[0] != n or y.shape[1] != n_out:
+        raise ValueError(f"linear_forward: the output is ({n}, {n_out}) but y is "
+                         f"({y.shape[0]}, {y.shape[1]})")
     if n == 0 or n_out == 0:
         return
     if b is not None:
@@ -33,6 +41,19 @@ def linear_backward(const floating[:, ::1] x not None,   # IN  (n, n_in)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef floating* dx_ptr = NULL
     cdef floating* db_ptr = NULL
+    if w.shape[0] != n_in:
+        raise ValueError(f"linear_backward: x has {n_in} columns but w has {w.shape[0]} rows")
+    if dy.shape[0] != n or dy.shape[1] != n_out:
+        raise ValueError(f"linear_backward: dy must be ({n}, {n_out}), got ({dy.shape[0]}, "
+                         f"{dy.shape[1]})")
+    if dx is not None and (dx.shape[0] != n or dx.shape[1] != n_in):
+        raise ValueError(f"linear_backward: dx must be ({n}, {n_in}), got ({dx.shape[0]}, "
+                         f"{dx.shape[1]})")
+    if dw.shape[0] != n_in or dw.shape[1] != n_out:
+        raise ValueError(f"linear_backward: dw must be ({n_in}, {n_out}), got "
+                         f"({dw.shape[0]}, {dw.shape[1]})")
+    if db is not None and db.shape[0] != n_out:
+        raise ValueError(f"linear_backward: db must have {n_out} elements, got {db.shape[0]}")
     if n_out == 0:
         return
     if dx is not None and n > 0 and n_in > 0:
