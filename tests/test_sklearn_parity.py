@@ -71,6 +71,69 @@ def test_perceptron_matches_sklearn_without_shuffling(name, params):
     assert ours.coef_.shape == theirs.coef_.shape and ours.intercept_.shape == theirs.intercept_.shape
 
 
+def _sparsified(name, n_explicit_zeros=0):
+    """A standardized data set with its small entries dropped, as CSR; optionally
+    with some zeros stored explicitly (scikit-learn keeps them: its L1 truncation and
+    tracked norms walk the stored entries, whatever their value)."""
+    import scipy.sparse as sp
+    X, y = standardized(name)
+    X[np.abs(X) < 0.5] = 0.0
+    coo = sp.coo_matrix(X)
+    rows, cols, vals = coo.row, coo.col, coo.data
+    if n_explicit_zeros:
+        zr, zc = np.nonzero(X == 0.0)
+        pick = np.random.RandomState(1).choice(len(zr), n_explicit_zeros, replace=False)
+        rows, cols = np.r_[rows, zr[pick]], np.r_[cols, zc[pick]]
+        vals = np.r_[vals, np.zeros(n_explicit_zeros)]
+    order = np.lexsort((cols, rows))
+    indptr = np.searchsorted(rows[order], np.arange(X.shape[0] + 1))
+    Xs = sp.csr_matrix((vals[order], cols[order], indptr), shape=X.shape)
+    assert Xs.nnz == np.count_nonzero(X) + n_explicit_zeros
+    return Xs, y
+
+
+@pytest.mark.parametrize("name", ["iris", "breast_cancer", "digits"])
+@pytest.mark.parametrize("n_explicit_zeros", [0, 40])
+@pytest.mark.parametrize("params", [
+    {}, {"penalty": "l2", "alpha": 1e-3}, {"penalty": "l1", "alpha": 1e-3},
+    {"penalty": "elasticnet", "alpha": 1e-3, "l1_ratio": 0.3},
+    {"class_weight": "balanced"}, {"fit_intercept": False, "eta0": 0.1},
+    {"tol": None, "max_iter": 7},
+], ids=repr)
+def test_perceptron_sparse_X_matches_sklearn_without_shuffling(name, n_explicit_zeros,
+                                                               params):
+    # scikit-learn's sparse path: intercept updates scaled by 0.01, and the L1
+    # truncation and the norms behind the stopping objective over the row's stored
+    # entries only. A densified X gives other weights, intercepts and n_iter_.
+    Xs, y = _sparsified(name, n_explicit_zeros)
+    sw = np.random.RandomState(0).randint(1, 4, len(y)).astype(float)
+    params = {"shuffle": False, **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = Perceptron(**params).fit(Xs, y, sample_weight=sw)
+        theirs = SkPerceptron(**params).fit(Xs, y, sample_weight=sw)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.t_ == theirs.t_
+    scale = np.abs(theirs.coef_).max()
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0,
+                               atol=1e-12 * max(1.0, np.abs(theirs.intercept_).max()))
+
+
+@pytest.mark.parametrize("fmt", ["coo", "csc"])
+def test_perceptron_sparse_formats_and_partial_fit_match_sklearn(fmt):
+    Xs, y = _sparsified("iris", 50)
+    params = {"shuffle": False, "penalty": "l1", "alpha": 1e-3}
+    ours, theirs = Perceptron(**params), SkPerceptron(**params)
+    for _ in range(3):
+        ours.partial_fit(Xs.asformat(fmt), y, classes=np.unique(y))
+        theirs.partial_fit(Xs.asformat(fmt), y, classes=np.unique(y))
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=0,
+                               atol=1e-12 * np.abs(theirs.coef_).max())
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0, atol=1e-12)
+    assert ours.t_ == theirs.t_
+
+
 def _sklearn_initial_weights(sizes, seed, activation):
     # scikit-learn's _init_coef draws, layer by layer, coef then intercept from
     # RandomState(seed), uniform in +-sqrt(factor / (fan_in + fan_out))

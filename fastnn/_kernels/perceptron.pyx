@@ -93,6 +93,34 @@ cdef void l1_truncate(floating* w, floating* q, Py_ssize_t d, double u) noexcept
         q[j] += w[j] - z
 
 
+cdef inline double dot_sparse(const floating* x, const Py_ssize_t* ind, Py_ssize_t nnz,
+                              const floating* w) noexcept nogil:
+    """w . x over the row's stored entries (in stored order, as scikit-learn's
+    WeightVector.dot)."""
+    cdef double s = 0.0
+    cdef Py_ssize_t jj
+    for jj in range(nnz):
+        s += w[ind[jj]] * x[jj]
+    return s
+
+
+cdef void l1_truncate_sparse(floating* w, floating* q, const Py_ssize_t* ind,
+                             Py_ssize_t nnz, double u) noexcept nogil:
+    """l1_truncate over the features stored in the current row only (scikit-learn's
+    l1penalty walks the row's indices: for dense X that is every feature, for sparse
+    X only the stored ones, explicit zeros included)."""
+    cdef Py_ssize_t jj, j
+    cdef double z
+    for jj in range(nnz):
+        j = ind[jj]
+        z = w[j]
+        if z > 0.0:
+            w[j] = max(0.0, z - (u + q[j]))
+        elif z < 0.0:
+            w[j] = min(0.0, z + (u - q[j]))
+        q[j] += w[j] - z
+
+
 cdef void shuffle_rows(Py_ssize_t* order, Py_ssize_t n, uint64_t seed) noexcept nogil:
     """Fisher-Yates over the current order with the first n - 1 draws of the seed's
     SplitMix64 stream.
@@ -113,7 +141,8 @@ cdef void shuffle_rows(Py_ssize_t* order, Py_ssize_t n, uint64_t seed) noexcept 
         order[k] = tmp
 
 
-cdef double validation_accuracy(const floating* X, Py_ssize_t n, Py_ssize_t d,
+cdef double validation_accuracy(const floating* X, const Py_ssize_t* ind,
+                                const Py_ssize_t* indptr, Py_ssize_t n, Py_ssize_t d,
                                 const floating* y, const floating* sw,
                                 const unsigned char* val_mask,
                                 const floating* w, double b) noexcept nogil:
@@ -123,7 +152,10 @@ cdef double validation_accuracy(const floating* X, Py_ssize_t n, Py_ssize_t d,
     for i in range(n):
         if not val_mask[i]:
             continue
-        p = dot(&X[i * d], w, d) + b
+        if indptr == NULL:
+            p = dot(&X[i * d], w, d) + b
+        else:
+            p = dot_sparse(&X[indptr[i]], &ind[indptr[i]], indptr[i + 1] - indptr[i], w) + b
         label = 1.0 if p > 0.0 else -1.0
         total += sw[i]
         if label == y[i]:
@@ -132,7 +164,9 @@ cdef double validation_accuracy(const floating* X, Py_ssize_t n, Py_ssize_t d,
 
 
 cdef void perceptron_epochs(
-        const floating* X,               # IN (n, d) C-order
+        const floating* X,               # IN (n, d) C-order, or the CSR data
+        const Py_ssize_t* ind,           # IN CSR column indices (NULL: X is dense)
+        const Py_ssize_t* indptr,        # IN (n + 1,) CSR row pointers (NULL: X is dense)
         Py_ssize_t n, Py_ssize_t d,
         const floating* y,               # IN (n,) +1 / -1
         const floating* sw,              # IN (n,) sample weights
@@ -146,10 +180,16 @@ cdef void perceptron_epochs(
         int n_epochs, int penalty, double alpha, double l1_ratio, double eta,
         bint fit_intercept, double tol, int n_iter_no_change,
         bint shuffle, uint64_t seed, double pos_weight, double neg_weight,
-        bint early_stopping) noexcept nogil:
+        bint early_stopping, double intercept_decay) noexcept nogil:
     """Run up to n_epochs epochs of one binary problem; stops early when the
-    stopping rule fires (state[S_DONE]) or weights stop being finite."""
-    cdef Py_ssize_t i, r, j, epoch
+    stopping rule fires (state[S_DONE]) or weights stop being finite.
+
+    For CSR X (indptr != NULL) the products, updates, tracked norms and the L1
+    truncation run over the row's stored entries only, and every intercept update is
+    scaled by intercept_decay (scikit-learn: 0.01 for sparse X, 1.0 for dense X).
+    """
+    cdef Py_ssize_t i, r, j, jj, epoch, nnz = d
+    cdef const Py_ssize_t* xi = NULL
     cdef double p, yi, update, sumloss, objective, score, loss, acc2, acc1
     cdef double decay = max(0.0, 1.0 - (1.0 - l1_ratio) * eta * alpha)
     cdef bint track_objective = not early_stopping
@@ -170,9 +210,15 @@ cdef void perceptron_epochs(
             i = order[r]
             if val_mask[i]:
                 continue   # never learn on the validation rows
-            x = &X[i * d]
             yi = y[i]
-            p = dot(x, w, d) + b[0]
+            if indptr == NULL:
+                x = &X[i * d]
+                p = dot(x, w, d) + b[0]
+            else:
+                x = &X[indptr[i]]
+                xi = &ind[indptr[i]]
+                nnz = indptr[i + 1] - indptr[i]
+                p = dot_sparse(x, xi, nnz, w) + b[0]
             if track_objective:
                 loss = -yi * p if yi * p <= 0.0 else 0.0
                 sumloss += loss
@@ -193,17 +239,32 @@ cdef void perceptron_epochs(
             if update != 0.0:
                 acc2 = 0.0
                 acc1 = 0.0
-                for j in range(d):
-                    w[j] += update * x[j]
-                    acc2 += w[j] * w[j]
-                    acc1 += fabs(w[j])
+                if indptr == NULL:
+                    for j in range(d):
+                        w[j] += update * x[j]
+                        acc2 += w[j] * w[j]
+                        acc1 += fabs(w[j])
+                else:
+                    # as scikit-learn's WeightVector.add: the norms are re-summed
+                    # over the row's stored entries only
+                    for jj in range(nnz):
+                        j = xi[jj]
+                        w[j] += update * x[jj]
+                        acc2 += w[j] * w[j]
+                        acc1 += fabs(w[j])
                 state[S_SQ] = acc2
                 state[S_L1] = acc1
             if fit_intercept:
-                b[0] += update
+                if indptr == NULL:
+                    b[0] += update
+                elif update != 0.0:
+                    b[0] += update * intercept_decay
             if penalty == L1 or penalty == ELASTICNET:
                 state[S_U] += l1_ratio * eta * alpha
-                l1_truncate(w, q, d, state[S_U])
+                if indptr == NULL:
+                    l1_truncate(w, q, d, state[S_U])
+                else:
+                    l1_truncate_sparse(w, q, xi, nnz, state[S_U])
             state[S_T] += 1.0
 
         state[S_EPOCHS] += 1.0
@@ -214,7 +275,7 @@ cdef void perceptron_epochs(
             state[S_DONE] = 1.0
             return
         if early_stopping:
-            score = validation_accuracy(X, n, d, y, sw, val_mask, w, b[0])
+            score = validation_accuracy(X, ind, indptr, n, d, y, sw, val_mask, w, b[0])
             state[S_SCORE] = score
             if tol > -INFINITY and score < state[S_BEST] + tol:
                 state[S_NO_IMPROVE] += 1.0
@@ -281,8 +342,66 @@ def fit_ovr(const floating[:, ::1] X not None,           # IN (n, d)
         raise ValueError("no training rows left after the validation split")
     with nogil:
         for c in prange(k, schedule="dynamic", num_threads=threads):
-            perceptron_epochs(&X[0, 0], n, d, &Y[c, 0], &sw[0], &val_mask[0], n_train,
+            perceptron_epochs(&X[0, 0], NULL, NULL, n, d, &Y[c, 0], &sw[0], &val_mask[0], n_train,
                               &W[c, 0], &B[c], &Q[c, 0], &order[c, 0], &state[c, 0],
                               n_epochs, penalty, alpha, l1_ratio, eta, fit_intercept,
                               tol, n_iter_no_change, shuffle, seeds[c],
-                              pos_weight[c], neg_weight[c], early_stopping)
+                              pos_weight[c], neg_weight[c], early_stopping, 1.0)
+
+
+def fit_ovr_sparse(const floating[::1] data not None,         # IN (nnz,) CSR values
+                   const Py_ssize_t[::1] indices not None,    # IN (nnz,) CSR column indices
+                   const Py_ssize_t[::1] indptr not None,     # IN (n + 1,) CSR row pointers
+                   Py_ssize_t n_features,
+                   const floating[:, ::1] Y not None,
+                   const floating[::1] sw not None,
+                   const unsigned char[::1] val_mask not None,
+                   floating[:, ::1] W not None,
+                   double[::1] B not None,
+                   floating[:, ::1] Q not None,
+                   Py_ssize_t[:, ::1] order not None,
+                   double[:, ::1] state not None,
+                   const uint64_t[::1] seeds not None,
+                   const double[::1] pos_weight not None,
+                   const double[::1] neg_weight not None,
+                   int n_epochs, int penalty, double alpha, double l1_ratio, double eta,
+                   bint fit_intercept, double tol, int n_iter_no_change, bint shuffle,
+                   bint early_stopping, int n_threads, double intercept_decay=0.01):
+    """``fit_ovr`` for X in CSR form (data, indices, indptr) with n_features columns:
+    scikit-learn's sparse path (updates over the stored entries, intercept updates
+    scaled by intercept_decay). Indices must lie in [0, n_features) (checked)."""
+    cdef Py_ssize_t k = W.shape[0], n = indptr.shape[0] - 1, d = n_features, c, i
+    cdef Py_ssize_t n_train = 0, nnz = data.shape[0]
+    cdef int threads = n_threads if (k > 1 and n_threads > 1 and nnz * k >= 20000) else 1
+    cdef const floating* data_ptr = NULL
+    cdef const Py_ssize_t* ind_ptr = NULL
+    if W.shape[1] != d or Q.shape[1] != d or Y.shape[1] != n or sw.shape[0] != n \
+            or val_mask.shape[0] != n or indices.shape[0] != nnz:
+        raise ValueError("inconsistent shapes")
+    if indptr[0] != 0 or indptr[n] != nnz:
+        raise ValueError("indptr does not match data")
+    for i in range(n):
+        if indptr[i + 1] < indptr[i]:
+            raise ValueError("indptr must be non-decreasing")
+    for i in range(nnz):
+        if indices[i] < 0 or indices[i] >= d:
+            raise ValueError("column index out of range")
+    if threads > k:
+        threads = <int>k
+    for i in range(n):
+        if not val_mask[i]:
+            n_train += 1
+    if n_train == 0:
+        raise ValueError("no training rows left after the validation split")
+    if nnz > 0:
+        data_ptr = &data[0]
+        ind_ptr = &indices[0]
+    with nogil:
+        for c in prange(k, schedule="dynamic", num_threads=threads):
+            perceptron_epochs(data_ptr, ind_ptr, &indptr[0], n, d, &Y[c, 0], &sw[0],
+                              &val_mask[0], n_train,
+                              &W[c, 0], &B[c], &Q[c, 0], &order[c, 0], &state[c, 0],
+                              n_epochs, penalty, alpha, l1_ratio, eta, fit_intercept,
+                              tol, n_iter_no_change, shuffle, seeds[c],
+                              pos_weight[c], neg_weight[c], early_stopping,
+                              intercept_decay)

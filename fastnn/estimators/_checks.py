@@ -60,13 +60,18 @@ def non_finite_error(X, name="X", estimator_name="estimator"):
 
 
 def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_samples=1,
-            finite=True):
+            finite=True, accept_sparse=False):
     """Validate and convert X to a C-contiguous 2-D float array of ``dtype``.
 
     ``dtype`` is a NumPy float dtype, or the tuple (float64, float32) meaning "keep
     float32/float64 input, convert everything else to float64". finite=False leaves NaN
     and infinity (in X, or made by the conversion) to a caller that tests for them later.
+    accept_sparse=True returns a scipy.sparse X as a CSR matrix instead (see
+    check_sparse_X); otherwise sparse X is densified.
     """
+    if accept_sparse and _is_sparse(X):
+        return check_sparse_X(X, dtype, name=name, estimator_name=estimator_name,
+                              ensure_min_samples=ensure_min_samples)
     try:
         arr = _to_numpy(X)
     except (TypeError, ValueError) as exc:
@@ -114,6 +119,41 @@ def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_sample
         raise ValueError(
             f"Input {name} contains infinity or a value too large for {out.dtype!r}.")
     return out
+
+
+def check_sparse_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_samples=1):
+    """A scipy.sparse X as a CSR matrix of ``dtype`` (same meaning as in check_X).
+
+    As scikit-learn's check_array(accept_sparse="csr"): other formats are converted
+    with ``asformat("csr")``, a CSR X keeps its stored structure (explicit zeros,
+    index order), and the stored values must be finite.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}.")
+    if np.iscomplexobj(X.data if hasattr(X, "data") else X.tocsr().data):
+        raise ValueError(f"Complex data not supported\n{name} has a complex dtype.")
+    X = X.asformat("csr")
+    if isinstance(dtype, tuple):
+        target = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    else:
+        target = np.dtype(dtype)
+    if X.dtype != target:
+        X = X.astype(target)
+    n, d = X.shape
+    if n < ensure_min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={X.shape}) while a minimum of "
+            f"{ensure_min_samples} is required by {estimator_name}.")
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+            f"required by {estimator_name}.")
+    if not np.isfinite(X.data).all():
+        what = "NaN" if np.isnan(X.data).any() else "infinity or a value too large"
+        raise ValueError(
+            f"Input {name} contains {what}. {estimator_name} does not accept missing "
+            "values or infinities; impute or drop them first.")
+    return X
 
 
 def check_n_features(estimator, n_features):

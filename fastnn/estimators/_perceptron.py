@@ -22,11 +22,13 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
     Same constructor parameters, attributes and methods as scikit-learn's class
     (which is SGD with the perceptron loss and a constant learning rate ``eta0``).
     Several classes are handled one-vs-rest; the binary problems run in parallel
-    in the compiled kernel ``fastnn._kernels.perceptron``.
+    in the compiled kernel ``fastnn._kernels.perceptron``. Sparse X is trained in
+    CSR form with scikit-learn's sparse semantics (updates and the L1 truncation over
+    each row's stored entries, intercept updates scaled by 0.01).
 
     Differences from scikit-learn: shuffling uses fastnn's own seeded generator, so
     weights are not bit-identical to scikit-learn's for the same ``random_state``
-    (accuracy is on par); sparse X is accepted but densified; ``n_jobs`` sets the
+    (accuracy is on par); ``n_jobs`` sets the
     kernel's thread count (None: ``fastnn.get_num_threads()``), and results do not
     depend on it.
 
@@ -191,7 +193,8 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
         if not reset:
             from ._checks import check_feature_names
             check_feature_names(self, X)
-        X = check_X(X, (np.float64, np.float32), estimator_name=name)
+        X = check_X(X, (np.float64, np.float32), estimator_name=name, accept_sparse=True)
+        sparse = _is_sparse(X)
         n, d = X.shape
         if not reset:
             check_n_features(self, d)
@@ -272,7 +275,16 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
         tol = -np.inf if self.tol is None else float(self.tol)
         # as scikit-learn's kernel: l1_ratio only matters for the elastic net
         l1_ratio = {1: 1.0, 2: 0.0}.get(penalty, float(self.l1_ratio))
-        args = (X, Y, sw.astype(dtype), val_mask, W, B, Q, order, state, seeds, pos, neg)
+        if sparse:
+            # scikit-learn's sparse path: the row's stored entries only, and intercept
+            # updates scaled by its SPARSE_INTERCEPT_DECAY (0.01)
+            fit = _kernel.fit_ovr_sparse
+            Xargs = (np.ascontiguousarray(X.data), np.ascontiguousarray(X.indices, np.intp),
+                     np.ascontiguousarray(X.indptr, np.intp), d)
+        else:
+            fit = _kernel.fit_ovr
+            Xargs = (X,)
+        args = (*Xargs, Y, sw.astype(dtype), val_mask, W, B, Q, order, state, seeds, pos, neg)
         kwargs = dict(penalty=penalty, alpha=float(self.alpha),
                       l1_ratio=l1_ratio, eta=float(self.eta0),
                       fit_intercept=bool(self.fit_intercept), tol=tol,
@@ -284,10 +296,10 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
             for epoch in range(max_iter):
                 if np.all(state[:, F["done"]] != 0):
                     break
-                _kernel.fit_ovr(*args, n_epochs=1, **kwargs)
+                fit(*args, n_epochs=1, **kwargs)
                 self._print_epoch(epoch, W, B, state, n - int(val_mask.sum()))
         else:
-            _kernel.fit_ovr(*args, n_epochs=max_iter, **kwargs)
+            fit(*args, n_epochs=max_iter, **kwargs)
         if np.any(state[:, F["nonfinite"]] != 0):
             epoch = int(state[:, F["epochs"]].max())
             raise ValueError(
