@@ -368,6 +368,28 @@ def test_perceptron_attributes_and_sparse_coef():
     assert np.count_nonzero(l1.coef_) < l1.coef_.size
 
 
+@pytest.mark.parametrize("how", ["fit", "partial_fit", "warm_start"])
+def test_perceptron_float32_dtypes_as_sklearn(how):
+    # scikit-learn: coef_ follows X's dtype; a binary problem's intercept_ stays the
+    # kernel's float64 (so decision_function is float64), several classes store
+    # theirs in a float32 array.
+    X, y = blobs()
+    X = X.astype(np.float32)
+    for labels, k in ((y == 0, 1), (y, 3)):
+        est = Perceptron(eta0=0.1, warm_start=how == "warm_start")
+        if how == "partial_fit":
+            est.partial_fit(X, labels, classes=np.unique(labels))
+            est.partial_fit(X, labels)
+        else:
+            fit_quietly(est, X, labels)
+            if how == "warm_start":
+                fit_quietly(est, X, labels)
+        assert est.coef_.dtype == np.float32 and est.coef_.shape == (k, X.shape[1])
+        expected = np.float64 if k == 1 else np.float32
+        assert est.intercept_.dtype == expected and est.intercept_.shape == (k,)
+        assert est.decision_function(X).dtype == expected
+
+
 # ------------------------------------------------------------------ input validation
 @pytest.mark.parametrize("make", [small_mlp, lambda: Perceptron(),
                                   lambda: MLPRegressor(max_iter=5)],

@@ -316,7 +316,9 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
         self.coef_ = W
-        self.intercept_ = B.astype(dtype)
+        # as scikit-learn: a binary problem keeps its float64 intercept, several
+        # problems store theirs in an array of X's dtype
+        self.intercept_ = B.astype(dtype) if k > 1 else B
         self.n_iter_ = n_iter
         self.t_ = t0 + n_iter * n
         if not incremental and self.tol is not None and n_iter == max_iter:
