@@ -390,6 +390,20 @@ def test_perceptron_float32_dtypes_as_sklearn(how):
         assert est.decision_function(X).dtype == expected
 
 
+@pytest.mark.parametrize("bad", [0, 2])
+def test_perceptron_overflow_names_the_failing_problems_epoch(bad):
+    # One one-vs-rest problem starts from a NaN intercept and fails in its first
+    # epoch; the others run all 3. The error names the failing problem's epoch (as
+    # scikit-learn, whose problems run one after the other), not the latest epoch.
+    X, y = blobs(n=60, d=4)
+    intercept_init = np.zeros(3)
+    intercept_init[bad] = np.nan
+    est = Perceptron(max_iter=3, tol=None)
+    with pytest.raises(ValueError, match=r"under-/overflow occurred at epoch #1\. "):
+        est.fit(X, y, intercept_init=intercept_init)
+    assert not hasattr(est, "coef_")
+
+
 # ------------------------------------------------------------------ input validation
 @pytest.mark.parametrize("make", [small_mlp, lambda: Perceptron(),
                                   lambda: MLPRegressor(max_iter=5)],

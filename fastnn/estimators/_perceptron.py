@@ -300,8 +300,11 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
                 self._print_epoch(epoch, W, B, state, n - int(val_mask.sum()))
         else:
             fit(*args, n_epochs=max_iter, **kwargs)
-        if np.any(state[:, F["nonfinite"]] != 0):
-            epoch = int(state[:, F["epochs"]].max())
+        failed = np.flatnonzero(state[:, F["nonfinite"]] != 0)
+        if failed.size:
+            # as scikit-learn, whose one-vs-rest problems run in class order: the
+            # epoch at which the first failing problem over/underflowed
+            epoch = int(state[failed[0], F["epochs"]])
             raise ValueError(
                 f"Floating-point under-/overflow occurred at epoch #{epoch}. Scaling "
                 "input data with StandardScaler or MinMaxScaler might help.")
