@@ -404,6 +404,53 @@ def test_perceptron_overflow_names_the_failing_problems_epoch(bad):
     assert not hasattr(est, "coef_")
 
 
+@pytest.mark.parametrize("params", [
+    {"penalty": "none"}, {"penalty": "L2"}, {"penalty": "Elasticnet"},
+    {"alpha": np.inf}, {"alpha": np.nan}, {"tol": np.inf}, {"eta0": np.inf},
+    {"verbose": -1}, {"verbose": "x"}, {"verbose": 1.5}, {"verbose": None},
+    {"random_state": -1}, {"random_state": 2**32}, {"random_state": np.random.default_rng(0)},
+    {"random_state": 1.5}, {"n_jobs": 1.5},
+], ids=repr)
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_perceptron_rejects_what_sklearn_rejects(params, how):
+    # scikit-learn's parameter constraints, checked when fitting; nothing is fitted.
+    X, y = blobs(n=60, d=4)
+    est = Perceptron(**params)
+    with pytest.raises(ValueError, match=f"The '{next(iter(params))}' parameter of "
+                                         "Perceptron must be"):
+        if how == "fit":
+            est.fit(X, y)
+        else:
+            est.partial_fit(X, y, classes=np.unique(y))
+    assert not hasattr(est, "coef_")
+
+
+@pytest.mark.parametrize("params", [
+    {"penalty": None}, {"penalty": "elasticnet"}, {"tol": None}, {"tol": 0},
+    {"alpha": True}, {"max_iter": True}, {"verbose": True}, {"verbose": np.bool_(False)},
+    {"random_state": 0}, {"random_state": 2**32 - 1}, {"random_state": np.uint32(7)},
+    {"random_state": True}, {"random_state": np.random.RandomState(0)},
+    {"n_jobs": -1}, {"n_jobs": 2},
+], ids=repr)
+def test_perceptron_accepts_what_sklearn_accepts(params, capsys):
+    X, y = blobs(n=60, d=4)
+    est = fit_quietly(Perceptron(**{"max_iter": 5, **params}), X, y)
+    assert est.coef_.shape == (3, 4)
+
+
+def test_perceptron_n_jobs_zero_only_fails_for_several_classes():
+    # scikit-learn hands several one-vs-rest problems to joblib, which refuses n_jobs=0;
+    # a binary problem is fitted directly.
+    X, y = blobs(n=60, d=4)
+    est = Perceptron(n_jobs=0)
+    with pytest.raises(ValueError, match="n_jobs == 0 in Parallel has no meaning"):
+        est.fit(X, y)
+    assert not hasattr(est, "coef_")
+    with pytest.raises(ValueError, match="n_jobs == 0 in Parallel has no meaning"):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    assert fit_quietly(est, X, y == 0).coef_.shape == (1, 4)
+
+
 # ------------------------------------------------------------------ input validation
 @pytest.mark.parametrize("make", [small_mlp, lambda: Perceptron(),
                                   lambda: MLPRegressor(max_iter=5)],

@@ -43,6 +43,40 @@ def standardized(name):
     return StandardScaler().fit_transform(X), y
 
 
+# ------------------------------------------------------------------- parameter checks
+_PERCEPTRON_PARAMS = [{"penalty": v} for v in ("none", "L2", "l3", None, "l1", 0)] + [
+    {name: v} for name in ("alpha", "tol", "eta0", "l1_ratio", "validation_fraction")
+    for v in (-1.0, 0, 0.5, 1.5, np.inf, np.nan, True, np.float32(0.1), None, "1")] + [
+    {name: v} for name in ("max_iter", "n_iter_no_change", "verbose", "n_jobs")
+    for v in (-1, 0, 2, 2.0, True, np.int64(3), None, "1")] + [
+    {"random_state": v} for v in (-1, 0, 2**32 - 1, 2**32, np.uint32(7), True, 1.5, "x",
+                                  np.random.RandomState(0), np.random.default_rng(0))] + [
+    {name: v} for name in ("fit_intercept", "shuffle", "early_stopping", "warm_start")
+    for v in (0, 1, True, np.bool_(False), "True", None)] + [
+    {"class_weight": v} for v in ("balanced", "auto", [1, 2], {5: 2.0}, {})]
+
+
+@pytest.mark.parametrize("params", _PERCEPTRON_PARAMS, ids=repr)
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_perceptron_parameter_checks_are_sklearns(params, n_classes):
+    # fastnn raises (a ValueError) exactly where scikit-learn does.
+    import contextlib
+    import io
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4), np.arange(60) % n_classes
+
+    def outcome(cls):
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                cls(**params).fit(X, y)
+        except ValueError:
+            return "raises"
+        return "fits"
+
+    assert outcome(Perceptron) == outcome(SkPerceptron)
+
+
 # ------------------------------------------------------------------------------ exact
 @pytest.mark.parametrize("name", ["iris", "breast_cancer", "digits"])
 @pytest.mark.parametrize("params", [

@@ -13,7 +13,7 @@ from ._checks import (
     validate_predict_X,
 )
 
-_PENALTIES = {None: 0, "none": 0, "l1": 1, "l2": 2, "elasticnet": 3}
+_PENALTIES = {None: 0, "l1": 1, "l2": 2, "elasticnet": 3}
 
 
 class Perceptron(ClassifierMixin, FastnnEstimator):
@@ -98,26 +98,32 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
 
     # ------------------------------------------------------------------ params
     def _check_params(self, for_partial_fit=False):
-        penalty = self.penalty.lower() if isinstance(self.penalty, str) else self.penalty
-        if penalty not in _PENALTIES:
-            raise ValueError(
-                f"penalty must be None, 'l2', 'l1' or 'elasticnet'; got {self.penalty!r}.")
+        # scikit-learn's _parameter_constraints for Perceptron, checked at fit and
+        # partial_fit as it does (its InvalidParameterError is a ValueError)
+        if not (self.penalty is None or (isinstance(self.penalty, str)
+                                         and self.penalty in ("l2", "l1", "elasticnet"))):
+            raise _invalid("penalty", "a str among {'elasticnet', 'l1', 'l2'} or None",
+                           self.penalty)
         _check_real(self.alpha, "alpha", low=0.0)
         _check_real(self.l1_ratio, "l1_ratio", low=0.0, high=1.0)
         _check_real(self.eta0, "eta0", low=0.0, low_open=True)
         if self.tol is not None:
-            _check_real(self.tol, "tol", low=0.0)
+            _check_real(self.tol, "tol", low=0.0, also="None")
         _check_int(self.max_iter, "max_iter", low=1)
         _check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
         _check_real(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
                     low_open=True, high_open=True)
         for name in ("fit_intercept", "shuffle", "early_stopping", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}.")
+                raise _invalid(name, "an instance of 'bool' or an instance of "
+                               "'numpy.bool'", getattr(self, name))
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            _check_int(self.verbose, "verbose", low=0, what="an int in the range [0, inf) "
+                       "or an instance of 'bool' or an instance of 'numpy.bool'")
         if not (self.class_weight is None or self.class_weight == "balanced"
                 or isinstance(self.class_weight, dict)):
-            raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}.")
+            raise _invalid("class_weight", "a str among {'balanced'}, an instance of 'dict' "
+                           "or None", self.class_weight)
         if for_partial_fit:
             if self.early_stopping:
                 raise ValueError("early_stopping should be False with partial_fit")
@@ -127,12 +133,13 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
                     "the weights once from a large enough sample of y (n_samples / "
                     "(n_classes * count)) and pass them as a dict.")
         if self.n_jobs is not None and not isinstance(self.n_jobs, numbers.Integral):
-            raise ValueError(f"n_jobs must be an int or None, got {self.n_jobs!r}.")
-        if not (self.random_state is None or isinstance(
-                self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator))):
-            raise ValueError(f"random_state must be None, an int or a RandomState; "
-                             f"got {self.random_state!r}.")
-        return _PENALTIES[penalty]
+            raise _invalid("n_jobs", "an instance of 'int' or None", self.n_jobs)
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.RandomState) or (
+                isinstance(rs, numbers.Integral) and 0 <= rs <= 2**32 - 1)):
+            raise _invalid("random_state", "an int in the range [0, 4294967295], an "
+                           "instance of 'numpy.random.mtrand.RandomState' or None", rs)
+        return _PENALTIES[self.penalty]
 
     def _threads(self):
         if self.n_jobs is None:
@@ -220,6 +227,10 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
         cw = compute_class_weight(self.class_weight, classes_, y_idx)
         n_classes = len(classes_)
         k = 1 if n_classes == 2 else n_classes
+        if k > 1 and self.n_jobs == 0:
+            # scikit-learn runs several one-vs-rest problems through joblib, which
+            # refuses n_jobs=0 (a binary problem never reaches it)
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
         if coef_init is not None:
             if _is_sparse(coef_init):
                 coef_init = coef_init.toarray()
@@ -254,7 +265,8 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
         else:
             Y = np.where(y_idx[None, :] == np.arange(k)[:, None], 1.0, -1.0).astype(dtype)
             pos, neg = cw.astype(np.float64), np.ones(k)
-        seed = check_random_state_seed(self.random_state)
+        rs = self.random_state
+        seed = check_random_state_seed(int(rs) if isinstance(rs, bool) else rs)
         val_mask = np.zeros(n, dtype=np.uint8)
         if self.early_stopping:
             _, val = train_val_split(n, self.validation_fraction, seed,
@@ -385,17 +397,28 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
         return tags
 
 
-def _check_real(value, name, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or np.isnan(value):
-        raise ValueError(f"{name} must be a real number, got {value!r}.")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}.")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}.")
+def _invalid(name, what, value):
+    return ValueError(f"The {name!r} parameter of Perceptron must be {what}. Got {value!r} "
+                      "instead.")
 
 
-def _check_int(value, name, low=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int, got {value!r}.")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}.")
+def _check_real(value, name, low=None, high=None, low_open=False, high_open=False,
+                also=None):
+    """A real number (bools count, as in scikit-learn's Interval(Real, ...)), not NaN,
+    within [low, high] (open where asked; no upper bound means < inf)."""
+    lo = "(" if low_open else "["
+    hi = ")" if (high_open or high is None) else "]"
+    what = (f"a float in the range {lo}{low}, {'inf' if high is None else high}{hi}"
+            + (f" or {also}" if also else ""))
+    if not isinstance(value, numbers.Real) or np.isnan(value):
+        raise _invalid(name, what, value)
+    if (value < low or (low_open and value == low)
+            or (high is None and value == np.inf)
+            or (high is not None and (value > high or (high_open and value == high)))):
+        raise _invalid(name, what, value)
+
+
+def _check_int(value, name, low, what=None):
+    """An integer (bools count, as in scikit-learn's Interval(Integral, ...)) >= low."""
+    if not isinstance(value, numbers.Integral) or value < low:
+        raise _invalid(name, what or f"an int in the range [{low}, inf)", value)
