@@ -451,6 +451,29 @@ def test_perceptron_n_jobs_zero_only_fails_for_several_classes():
     assert fit_quietly(est, X, y == 0).coef_.shape == (1, 4)
 
 
+def test_negative_weights_perceptron_takes_them_mlps_refuse_them():
+    # scikit-learn's Perceptron accepts negative sample and class weights (a negative
+    # weight reverses the update); fastnn's MLPs keep refusing them.
+    X, y = blobs(n=60, d=4)
+    sw = np.ones(len(y))
+    sw[0] = -0.5
+    est = fit_quietly(Perceptron(shuffle=False, class_weight={0: -1.0}), X, y,
+                      sample_weight=sw)
+    assert est.coef_.shape == (3, 4) and np.isfinite(est.coef_).all()
+    # one update with a negative weight moves the weights against the label
+    one = Perceptron(shuffle=False, fit_intercept=False)
+    one.partial_fit(X[:1], [0], classes=[0, 1], sample_weight=[-2.0])
+    np.testing.assert_array_equal(one.coef_, 2.0 * X[:1])
+    with pytest.raises(ValueError, match="finite"):
+        Perceptron(class_weight={0: np.inf}).fit(X, y)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        Perceptron().fit(X, y, sample_weight=np.r_[np.nan, np.ones(len(y) - 1)])
+    with pytest.raises(ValueError, match="non-negative"):
+        small_mlp().fit(X, y, sample_weight=sw)
+    with pytest.raises(ValueError, match="non-negative"):
+        small_mlp(class_weight={0: -1.0}).fit(X, y)
+
+
 # ------------------------------------------------------------------ input validation
 @pytest.mark.parametrize("make", [small_mlp, lambda: Perceptron(),
                                   lambda: MLPRegressor(max_iter=5)],

@@ -154,6 +154,29 @@ def test_perceptron_sparse_X_matches_sklearn_without_shuffling(name, n_explicit_
                                atol=1e-12 * max(1.0, np.abs(theirs.intercept_).max()))
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("name", ["iris", "breast_cancer"])
+def test_perceptron_negative_weights_match_sklearn(name, sparse):
+    # scikit-learn's Perceptron takes negative sample and class weights: they flip
+    # the sign of the updates they scale.
+    Xs, y = _sparsified(name)
+    X = Xs if sparse else Xs.toarray()
+    rng = np.random.RandomState(0)
+    sw = rng.uniform(0.5, 2.0, len(y))
+    sw[rng.rand(len(y)) < 0.1] *= -1.0
+    classes = np.unique(y)
+    params = {"shuffle": False, "class_weight": {classes[0]: -0.5, classes[1]: 2.0}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = Perceptron(**params).fit(X, y, sample_weight=sw)
+        theirs = SkPerceptron(**params).fit(X, y, sample_weight=sw)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=0,
+                               atol=1e-12 * np.abs(theirs.coef_).max())
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0,
+                               atol=1e-12 * max(1.0, np.abs(theirs.intercept_).max()))
+
+
 @pytest.mark.parametrize("fmt", ["coo", "csc"])
 def test_perceptron_sparse_formats_and_partial_fit_match_sklearn(fmt):
     Xs, y = _sparsified("iris", 50)

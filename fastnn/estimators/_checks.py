@@ -312,8 +312,12 @@ def encode_labels(y, classes):
     return idx.astype(np.intp)
 
 
-def check_sample_weight(sample_weight, n_samples, dtype=np.float64, *, allow_all_zero=False):
-    """sample_weight as a 1-D float array of length n_samples (None -> ones)."""
+def check_sample_weight(sample_weight, n_samples, dtype=np.float64, *, allow_all_zero=False,
+                        allow_negative=False):
+    """sample_weight as a 1-D float array of length n_samples (None -> ones).
+
+    Negative weights are refused unless allow_negative (scikit-learn's Perceptron
+    takes them; its MLPs' results with them are not defined)."""
     if sample_weight is None:
         return np.ones(n_samples, dtype=dtype)
     if isinstance(sample_weight, numbers.Number):
@@ -334,14 +338,15 @@ def check_sample_weight(sample_weight, n_samples, dtype=np.float64, *, allow_all
         sw = np.array(sw, dtype=dtype)  # a copy: the caller's array is never written
     if not np.isfinite(sw).all():
         raise ValueError("sample_weight contains NaN or infinity.")
-    if np.any(sw < 0):
+    if not allow_negative and np.any(sw < 0):
         raise ValueError("sample_weight must be non-negative.")
     if not allow_all_zero and np.all(sw == 0):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     return sw
 
 
-def compute_class_weight(class_weight, classes, y_idx, sample_weight=None):
+def compute_class_weight(class_weight, classes, y_idx, sample_weight=None, *,
+                         allow_negative=False):
     """Per-class weights for classes (y_idx are indices into classes).
 
     None -> ones; "balanced" -> n_samples / (n_classes * count) over the classes
@@ -378,7 +383,9 @@ def compute_class_weight(class_weight, classes, y_idx, sample_weight=None):
                {_plain(c) for c in classes}]
     if unknown:
         raise ValueError(f"class_weight names labels that are not classes: {unknown}.")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("class_weight values must be finite.")
+    if not allow_negative and np.any(weights < 0):
         raise ValueError("class_weight values must be finite and non-negative.")
     return weights
 

@@ -222,9 +222,11 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
                 f"{len(classes_)} class")
         y_idx = encode_labels(y, classes_)
         dtype = X.dtype
+        # scikit-learn's Perceptron takes negative (finite) sample and class weights
         sw = check_sample_weight(sample_weight, n, np.float64,
-                                 allow_all_zero=bool(self.early_stopping))
-        cw = compute_class_weight(self.class_weight, classes_, y_idx)
+                                 allow_all_zero=bool(self.early_stopping),
+                                 allow_negative=True)
+        cw = compute_class_weight(self.class_weight, classes_, y_idx, allow_negative=True)
         n_classes = len(classes_)
         k = 1 if n_classes == 2 else n_classes
         if k > 1 and self.n_jobs == 0:
