@@ -474,6 +474,26 @@ def test_negative_weights_perceptron_takes_them_mlps_refuse_them():
         small_mlp(class_weight={0: -1.0}).fit(X, y)
 
 
+@pytest.mark.parametrize("y, fraction, match", [
+    (np.arange(60) % 10, 0.1, "The test_size = 6 should be greater or equal to the number "
+                              "of classes = 10"),
+    (np.arange(20) % 10, 0.6, "The train_size = 8 should be greater or equal to the number "
+                              "of classes = 10"),
+    (np.r_[np.zeros(59), 1], 0.1, r"only 1 member, .* Classes with too few members are: "
+                                  r"\[1\.0\]"),
+    (np.r_[np.arange(59) % 2, 2], 0.1, r"only 1 member, .* members are: \[2\]"),
+    (np.arange(10) % 2, 0.95, "With n_samples=10, test_size=0.95 and train_size=None, the "
+                              "resulting train set will be empty"),
+], ids=["val<classes", "train<classes", "binary-single", "multi-single", "empty-train"])
+def test_perceptron_early_stopping_refuses_unstratifiable_splits(y, fraction, match):
+    # as scikit-learn's StratifiedShuffleSplit (on the +1/-1 targets for two classes)
+    X = np.random.default_rng(0).normal(size=(len(y), 3))
+    est = Perceptron(early_stopping=True, validation_fraction=fraction)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
+    assert not hasattr(est, "coef_")
+
+
 # ------------------------------------------------------------------ input validation
 @pytest.mark.parametrize("make", [small_mlp, lambda: Perceptron(),
                                   lambda: MLPRegressor(max_iter=5)],

@@ -77,6 +77,34 @@ def test_perceptron_parameter_checks_are_sklearns(params, n_classes):
     assert outcome(Perceptron) == outcome(SkPerceptron)
 
 
+@pytest.mark.parametrize("case", [
+    (60, 10, 0.1, None),     # 6 validation rows for 10 classes
+    (20, 10, 0.6, None),     # 8 training rows for 10 classes
+    (10, 2, 0.95, None),     # no training row left
+    (60, 3, 0.1, "single"),  # a class with one member
+    (60, 2, 0.1, "single"),  # the same for a binary problem (its +1/-1 targets)
+    (60, 3, 0.1, "str"),
+], ids=repr)
+def test_perceptron_early_stopping_split_errors_are_sklearns(case):
+    # scikit-learn splits with StratifiedShuffleSplit and raises where it cannot.
+    n, k, fraction, kind = case
+    X = np.random.RandomState(0).randn(n, 3)
+    y = np.arange(n) % k
+    if kind == "single":
+        y[:] = 0
+        y[-1] = k - 1
+        y[: n // 2] = np.minimum(k - 2, np.arange(n // 2) % k)
+    if kind == "str":
+        y = np.array(["a", "b", "c"])[np.minimum(y, 1)]
+        y[-1] = "c"
+    params = {"early_stopping": True, "validation_fraction": fraction}
+    with pytest.raises(ValueError) as theirs:
+        SkPerceptron(**params).fit(X, y)
+    with pytest.raises(ValueError) as ours:
+        Perceptron(**params).fit(X, y)
+    assert str(ours.value) == str(theirs.value)
+
+
 # ------------------------------------------------------------------------------ exact
 @pytest.mark.parametrize("name", ["iris", "breast_cancer", "digits"])
 @pytest.mark.parametrize("params", [

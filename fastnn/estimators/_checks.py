@@ -395,6 +395,35 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+def check_stratified_split(labels, fraction):
+    """Raise where scikit-learn's StratifiedShuffleSplit(test_size=fraction) cannot
+    split ``labels``, with its messages (in its order): an empty train set, a class
+    with a single member, fewer train or test rows than classes."""
+    labels = np.asarray(labels)
+    n_samples = len(labels)
+    n_test = int(np.ceil(fraction * n_samples))
+    n_train = n_samples - n_test
+    if n_train == 0:
+        raise ValueError(
+            f"With n_samples={n_samples}, test_size={fraction} and train_size=None, the "
+            "resulting train set will be empty. Adjust any of the aforementioned "
+            "parameters.")
+    classes, counts = np.unique(labels, return_counts=True)
+    if np.min(counts) < 2:
+        raise ValueError(
+            "The least populated classes in y have only 1 member, which is too few. The "
+            "minimum number of groups for any class cannot be less than 2. Classes with "
+            f"too few members are: {classes[counts < 2].tolist()}")
+    if n_train < len(classes):
+        raise ValueError(
+            f"The train_size = {n_train} should be greater or equal to the number of "
+            f"classes = {len(classes)}")
+    if n_test < len(classes):
+        raise ValueError(
+            f"The test_size = {n_test} should be greater or equal to the number of "
+            f"classes = {len(classes)}")
+
+
 def train_val_split(n_samples, fraction, seed, stratify=None):
     """Indices (train, val) with ceil(fraction * n) validation rows, stratified by
     the integer labels ``stratify`` when given (proportional allocation, largest

@@ -8,7 +8,8 @@ from .._config import get_num_threads
 from .._kernels import perceptron as _kernel
 from ._base import ClassifierMixin, FastnnEstimator, check_random_state_seed, warn_convergence
 from ._checks import (
-    _is_sparse, check_classification_y, check_n_features, check_sample_weight, check_X,
+    _is_sparse, check_classification_y, check_n_features, check_sample_weight,
+    check_stratified_split, check_X,
     compute_class_weight, encode_labels, get_feature_names, train_val_split, unique_labels,
     validate_predict_X,
 )
@@ -271,6 +272,9 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
         seed = check_random_state_seed(int(rs) if isinstance(rs, bool) else rs)
         val_mask = np.zeros(n, dtype=np.uint8)
         if self.early_stopping:
+            # scikit-learn splits with StratifiedShuffleSplit: on the labels for several
+            # classes, on the +1/-1 targets for two
+            check_stratified_split(classes_[y_idx] if k > 1 else Y[0], self.validation_fraction)
             _, val = train_val_split(n, self.validation_fraction, seed,
                                      stratify=y_idx if k > 1 else (y_idx == 1))
             if not np.any(sw[val] > 0):
