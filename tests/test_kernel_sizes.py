@@ -140,3 +140,41 @@ def test_label_kernels_reject_labels_outside_the_classes(label):
         _sm.one_hot(labels, out)
     np.testing.assert_array_equal(dz, _f(N, K))
     np.testing.assert_array_equal(out, _f(N, K))
+
+
+def _ovr_arrays(k=2, n=6, d=3, dtype=np.float64):
+    from fastnn._kernels import perceptron
+    return dict(X=np.ones((n, d), dtype), Y=np.ones((k, n), dtype), sw=np.ones(n, dtype),
+                val_mask=np.zeros(n, np.uint8), W=np.zeros((k, d), dtype),
+                B=np.zeros(k), Q=np.zeros((k, d), dtype),
+                order=np.tile(np.arange(n, dtype=np.intp), (k, 1)),
+                state=perceptron.new_state(k, 1.0, False),
+                seeds=np.zeros(k, np.uint64), pos=np.ones(k), neg=np.ones(k))
+
+
+@pytest.mark.parametrize("name, bad", [
+    ("Y", np.ones((2, 5))), ("sw", np.ones(7)), ("val_mask", np.zeros(5, np.uint8)),
+    ("W", np.zeros((2, 4))), ("B", np.zeros(3)), ("Q", np.zeros((1, 3))),
+    ("order", np.zeros((2, 5), np.intp)), ("seeds", np.zeros(1, np.uint64)),
+    ("pos", np.ones(1)), ("neg", np.ones(3)),
+    ("order", np.array([[0, 1, 2, 3, 4, 6]] * 2, np.intp)),
+    ("order", np.array([[0, 1, 2, 3, 4, -1]] * 2, np.intp))])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_perceptron_kernel_rejects_arrays_that_do_not_fit(name, bad, sparse):
+    from fastnn._kernels import perceptron
+    a = _ovr_arrays()
+    a[name] = bad
+    before = a["W"].copy()
+    if sparse:
+        X = a.pop("X")
+        head = (X.ravel(), np.tile(np.arange(3, dtype=np.intp), 6),
+                np.arange(0, 19, 3, dtype=np.intp), 3)
+        fit = perceptron.fit_ovr_sparse
+    else:
+        head = (a.pop("X"),)
+        fit = perceptron.fit_ovr
+    with pytest.raises(ValueError, match="do not fit|not a row index"):
+        fit(*head, *a.values(), n_epochs=2, penalty=0, alpha=0.0, l1_ratio=0.0, eta=1.0,
+            fit_intercept=True, tol=-np.inf, n_iter_no_change=5, shuffle=True,
+            early_stopping=False, n_threads=1)
+    np.testing.assert_array_equal(a["W"], before)

@@ -305,9 +305,31 @@ def new_state(Py_ssize_t n_problems, double t, bint early_stopping):
     return state
 
 
+def _shapes(*arrays):
+    return tuple(tuple(a.shape[:a.ndim]) for a in arrays)
+
+
 STATE_FIELDS = {"t": S_T, "best": S_BEST, "epochs": S_EPOCHS, "done": S_DONE,
                 "sumloss": S_SUMLOSS, "objective": S_OBJECTIVE, "score": S_SCORE,
                 "nonfinite": S_NONFINITE}
+
+
+cdef int check_problems(Py_ssize_t k, Py_ssize_t n, Py_ssize_t d, tuple shapes,
+                        Py_ssize_t[:, ::1] order) except -1:
+    """The shapes fit_ovr's arrays must have for k problems over n rows of d features
+    (shapes: their actual shapes, in fit_ovr's order from Y), and every visiting order
+    made of row indices: a wrong one would be read or written out of bounds."""
+    cdef Py_ssize_t c, i
+    wanted = ((k, n), (n,), (n,), (k, d), (k,), (k, d), (k, n), (k, N_STATE), (k,), (k,),
+              (k,))
+    if shapes != wanted:
+        raise ValueError(f"array shapes {shapes} do not fit {k} problems over {n} rows of "
+                         f"{d} features: want {wanted}")
+    for c in range(k):
+        for i in range(n):
+            if order[c, i] < 0 or order[c, i] >= n:
+                raise ValueError(f"order[{c}, {i}] = {order[c, i]} is not a row index")
+    return 0
 
 
 def fit_ovr(const floating[:, ::1] X not None,           # IN (n, d)
@@ -333,6 +355,8 @@ def fit_ovr(const floating[:, ::1] X not None,           # IN (n, d)
     cdef Py_ssize_t k = W.shape[0], n = X.shape[0], d = X.shape[1], c, i
     cdef Py_ssize_t n_train = 0
     cdef int threads = n_threads if (k > 1 and n_threads > 1 and n * d * k >= 20000) else 1
+    check_problems(k, n, d, _shapes(Y, sw, val_mask, W, B, Q, order, state, seeds,
+                                    pos_weight, neg_weight), order)
     if threads > k:
         threads = <int>k
     for i in range(n):
@@ -375,9 +399,10 @@ def fit_ovr_sparse(const floating[::1] data not None,         # IN (nnz,) CSR va
     cdef int threads = n_threads if (k > 1 and n_threads > 1 and nnz * k >= 20000) else 1
     cdef const floating* data_ptr = NULL
     cdef const Py_ssize_t* ind_ptr = NULL
-    if W.shape[1] != d or Q.shape[1] != d or Y.shape[1] != n or sw.shape[0] != n \
-            or val_mask.shape[0] != n or indices.shape[0] != nnz:
-        raise ValueError("inconsistent shapes")
+    check_problems(k, n, d, _shapes(Y, sw, val_mask, W, B, Q, order, state, seeds,
+                                    pos_weight, neg_weight), order)
+    if indices.shape[0] != nnz:
+        raise ValueError(f"{indices.shape[0]} column indices for {nnz} values")
     if indptr[0] != 0 or indptr[n] != nnz:
         raise ValueError("indptr does not match data")
     for i in range(n):
