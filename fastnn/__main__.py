@@ -11,17 +11,26 @@ def main(argv=None):
     parser.add_argument("command", choices=["demo", "bench", "info"],
                         help="demo: train on the bundled digits; bench: speed comparison; "
                              "info: build and thread settings")
-    args, rest = parser.parse_known_args(argv)
+    parser.add_argument("options", nargs=argparse.REMAINDER,
+                        help="the command's own options (python -m fastnn COMMAND --help)")
+    if not argv:
+        parser.error("give a command: demo, bench or info")
+    if argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        parser.error(f"{argv[0]}: options go after the command "
+                     f"(python -m fastnn COMMAND {argv[0]} ...)")
+    args = parser.parse_args(argv)
     if args.command == "demo":
         from fastnn.demo import main as run
     elif args.command == "bench":
         from fastnn.bench import main as run
     else:
         run = _info
-    return run(rest)
+    return run(args.options)
 
 
 def _info(argv):
+    argparse.ArgumentParser(prog="python -m fastnn info",
+                            description="Print fastnn's build and thread settings.").parse_args(argv)
     import numpy
     import scipy
 

@@ -2,6 +2,7 @@
 
 Everything is checked before anything is written, so a failed call changes nothing.
 """
+import argparse
 import math
 import numbers
 import operator
@@ -165,3 +166,18 @@ def batchnorm_eps(eps):
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0, got {eps}")
     return eps
+
+
+def int_in_range(low, high=None):
+    """An argparse type: an integer in [low, high] (no upper bound when high is None)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" + (f" and at most {high}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse

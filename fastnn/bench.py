@@ -21,6 +21,7 @@ import contextlib
 import cProfile
 import fnmatch
 import gc
+import importlib.util
 import io
 import json
 import math
@@ -33,6 +34,9 @@ import time
 import warnings
 
 import numpy as np
+
+from fastnn._config import MAX_THREADS, usable_cores
+from fastnn._validation import int_in_range
 
 ARCH = (784, 256, 128, 10)
 LR = 1e-3
@@ -244,13 +248,6 @@ class CpuMeter:
         if wall <= 0:
             return None
         return min(1.0, max(0.0, (busy - own) / (wall * cores)))
-
-
-def _available_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------------------------
@@ -1444,7 +1441,7 @@ def load_average():
 
 def machine_info(threads):
     info = {"load_average_at_start": load_average(), "python": platform.python_version(), "platform": platform.platform(),
-            "numpy": np.__version__, "threads": threads, "cores": _available_cores(),
+            "numpy": np.__version__, "threads": threads, "cores": usable_cores(),
             "cpu": "unknown", "isa": []}
     try:
         with open("/proc/cpuinfo") as f:
@@ -1482,7 +1479,10 @@ def machine_info(threads):
     info["env"] = {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
     for name in ("torch", "sklearn", "fastnn", "threadpoolctl"):
         mod = _mod(name)
-        info[name] = (getattr(mod, "__version__", "installed") if mod is not None
+        if mod is None and importlib.util.find_spec(name) is not None:
+            mod = "not loaded"      # left out by --contenders
+        info[name] = (mod if isinstance(mod, str) else
+                      getattr(mod, "__version__", "installed") if mod is not None
                       else "not installed")
     return info
 
@@ -1595,11 +1595,12 @@ def build_parser():
                         "repeatable), e.g. --only 'mlp-b*,predict-1'")
     p.add_argument("--contenders", metavar="NAMES",
                    help="contenders to run (comma-separated patterns), e.g. 'fastnn,PyTorch'")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=int_in_range(1, MAX_THREADS), default=None,
                    help="threads for every library (default: all available cores)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="training samples (default 60000; --quick 10000)")
-    p.add_argument("--reps", type=int, default=None, help="timed repetitions per contender")
+    p.add_argument("--samples", type=int_in_range(2), default=None,
+                   help="training samples (default 60000; --quick 4000)")
+    p.add_argument("--reps", type=int_in_range(1), default=None,
+                   help="timed repetitions per contender")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--profile", action="store_true",
                    help="profile fastnn's batch-32 epoch instead of running the table")
@@ -1608,8 +1609,29 @@ def build_parser():
     return p
 
 
+def _all_contenders():
+    return {name for _spec, contenders, _title in WORKLOADS.values()
+            for name, _factory in contenders}
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.only is not None and not [p for item in args.only for p in item.split(",")
+                                      if p.strip()]:
+        parser.error("--only names no workload")
+    contender_filter = ([c.strip() for c in args.contenders.split(",") if c.strip()]
+                        if args.contenders is not None else None)
+    if contender_filter is not None:
+        unknown = [c for c in contender_filter if not any(_matches(name, [c])
+                                                         for name in _all_contenders())]
+        if unknown or not contender_filter:
+            parser.error(f"--contenders: no contender matches {', '.join(unknown) or '(none)'}"
+                         f"; choose from {', '.join(sorted(_all_contenders()))}")
+    if args.json:
+        directory = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            parser.error(f"--json: cannot write into {directory!r}")
     if args.list:
         for name, (_, contenders, title) in WORKLOADS.items():
             print(f"{name:14s} {title}  [{', '.join(c for c, _ in contenders)}]")
@@ -1617,12 +1639,8 @@ def main(argv=None):
     started = time.perf_counter()
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = Sizes(mode, samples=args.samples, reps=args.reps)
-    threads = args.threads or _available_cores()
-    if threads < 1:
-        raise SystemExit("--threads must be at least 1")
+    threads = args.threads if args.threads is not None else usable_cores()
     names = select_workloads(args.only)
-    contender_filter = ([c.strip() for c in args.contenders.split(",") if c.strip()]
-                        if args.contenders else None)
     _preload(contender_filter)
     ctx = Context(sizes, threads)
     info = machine_info(threads)

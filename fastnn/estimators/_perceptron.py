@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from .._config import get_num_threads
+from .._config import MAX_THREADS, get_num_threads
 from .._kernels import perceptron as _kernel
 from ._base import ClassifierMixin, FastnnEstimator, check_random_state_seed, warn_convergence
 from ._checks import (
@@ -147,7 +147,8 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
             return get_num_threads()
         if self.n_jobs < 0:
             return max(1, (os.cpu_count() or 1) + 1 + self.n_jobs)
-        return max(1, int(self.n_jobs))
+        # more threads than problems or cores run nothing more (as joblib's workers)
+        return max(1, min(int(self.n_jobs), MAX_THREADS))
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
