@@ -235,11 +235,16 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        beta1, beta2 = (float(b) for b in betas)
+        try:
+            beta1, beta2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
         for name, b in (("beta1", beta1), ("beta2", beta2)):
+            if isinstance(b, bool) or not isinstance(b, numbers.Real):
+                raise TypeError(f"{name} must be a real number, got {b!r}")
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {b}")
-        self.betas = (beta1, beta2)
+        self.betas = (float(beta1), float(beta2))
         self.eps = _non_negative(eps, "eps")
         self.weight_decay = _non_negative(weight_decay, "weight_decay")
 

@@ -135,6 +135,9 @@ def test_zero_grad_and_lr():
     (lambda ps: SGD(ps, lr=0.1, weight_decay=-1), "weight_decay"),
     (lambda ps: Adam(ps, betas=(1.0, 0.9)), "beta1"),
     (lambda ps: Adam(ps, betas=(0.9, -0.1)), "beta2"),
+    (lambda ps: Adam(ps, betas=(0.9,)), r"betas must be a pair \(beta1, beta2\)"),
+    (lambda ps: Adam(ps, betas=0.9), r"betas must be a pair"),
+    (lambda ps: Adam(ps, betas=(0.9, float("nan"))), "beta2"),
     (lambda ps: Adam(ps, eps=-1e-8), "eps"),
     (lambda ps: AdamW(ps, weight_decay=-0.01), "weight_decay"),
     (lambda ps: Adam([]), "empty"),
@@ -145,6 +148,12 @@ def test_bad_optimizer_arguments(make, message):
     model, _ = model_and_grads(np.float64, 1)
     with pytest.raises(ValueError, match=message):
         make(model.parameters())
+
+
+def test_betas_are_real_numbers():
+    model, _ = model_and_grads(np.float64, 1)
+    with pytest.raises(TypeError, match="beta1 must be a real number"):
+        Adam(model.parameters(), betas=("0.9", 0.999))
 
 
 def test_optimizer_takes_only_parameters():
