@@ -374,7 +374,8 @@ class Sequential(Module):
         that becomes NaN or infinite raises :class:`TrainingDivergedError` (a ValueError)
         naming the epoch and learning rate, and leaves the model as it was after the last
         update that kept its weights finite: weights, running statistics, generator and
-        a fastnn optimizer's state, the same on both paths.
+        a fastnn optimizer's state, the same on both paths (with an optimizer object of
+        your own, which fit cannot put back, as it was at the start of that epoch).
         """
         # ---- check everything first ----------------------------------------------------
         loss_fn = get_loss(loss)
