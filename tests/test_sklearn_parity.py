@@ -8,7 +8,9 @@ Two kinds of test:
 * statistical: with each library's own random numbers, test accuracy (R^2) averaged
   over seeds is at least scikit-learn's minus 2 points (0.03).
 """
+import re
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -103,6 +105,114 @@ def test_perceptron_early_stopping_split_errors_are_sklearns(case):
     with pytest.raises(ValueError) as ours:
         Perceptron(**params).fit(X, y)
     assert str(ours.value) == str(theirs.value)
+
+
+# scikit-learn's _parameter_constraints of its MLPs, value by value: bools count as ints
+# (and reals), numpy scalars as their Python kinds, NaN and inf are out of every range
+_REALS = [-1.0, -1, 0, 0.0, 0.5, 1, 1.0, 1.5, True, False, np.float32(0.5), np.float64(0.0),
+          np.int64(1), np.inf, -np.inf, np.nan, None, "0.5", Fraction(1, 2), np.bool_(True)]
+_INTS = [-1, 0, 1, 3, 2.0, 1.5, True, False, np.int64(3), np.uint8(2), np.float64(3.0), np.inf,
+         np.nan, None, "3", np.bool_(True)]
+_BOOLS = [True, False, np.bool_(True), np.bool_(False), 0, 1, "True", None, 1.0]
+_MLP_GRID = {
+    "hidden_layer_sizes": [3, (3,), [3, 2], (), np.array([3, 2]), 0, -1, (0,), (3, 0), True,
+                           (True,), np.int64(3), (np.int64(3),), 3.0, (3.0,), (1.5,), "3",
+                           ("3",), None, (None,), [[3]], {3: 1}, np.float64(3)],
+    "activation": ["identity", "logistic", "tanh", "relu", "RELU", "softmax", None, 1,
+                   np.str_("tanh"), ["relu"]],
+    "solver": ["lbfgs", "sgd", "adam", "ADAM", None, 0, np.str_("sgd"), ["adam"]],
+    "batch_size": ["auto", "AUTO", 1, 5, 1000, 0, -1, 1.5, 2.0, True, False, np.int64(4), None,
+                   np.inf, ["auto"]],
+    "learning_rate": ["constant", "invscaling", "adaptive", "optimal", None, 0,
+                      np.str_("adaptive"), ["constant"]],
+    **{name: _REALS for name in ("alpha", "learning_rate_init", "power_t", "tol", "momentum",
+                                 "validation_fraction", "beta_1", "beta_2", "epsilon")},
+    "max_iter": _INTS, "max_fun": _INTS,
+    "n_iter_no_change": _INTS + [np.float32(np.inf), 5.0],
+    **{name: _BOOLS for name in ("shuffle", "warm_start", "nesterovs_momentum",
+                                 "early_stopping")},
+    "verbose": [0, 1, 2, -1, 1.5, True, False, np.bool_(True), np.int64(2), None, "1", np.inf,
+                2.0],
+    "random_state": [None, 0, 42, 2**32 - 1, 2**32, -1, True, False, np.int64(3), np.uint32(7),
+                     np.uint64(2**32 - 1), 1.5, "0", np.bool_(True), np.random.RandomState(0),
+                     np.random.default_rng(0), np.random],
+}
+_MLP_CASES = [(est, name) for est in ("MLPClassifier", "MLPRegressor") for name in _MLP_GRID]
+_MLP_CASES += [("MLPRegressor", "loss")]
+_MLP_GRID["loss"] = ["squared_error", "poisson", "absolute_error", None, 0, np.str_("poisson")]
+
+
+def _outcome(cls, params, method):
+    """None if cls(**params) fits (or partial_fits), else the exception raised."""
+    import contextlib
+    import io
+    rng = np.random.RandomState(0)
+    X = np.abs(rng.randn(40, 3))
+    classifier = "Classifier" in cls.__name__
+    y = np.arange(40) % 3 if classifier else np.abs(rng.randn(40))
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            est = cls(**{"hidden_layer_sizes": (3,), "max_iter": 3, "random_state": 0,
+                         **params})
+            if method == "fit":
+                est.fit(X, y)
+            else:
+                est.partial_fit(X, y, **({"classes": np.unique(y)} if classifier else {}))
+    except Exception as exc:  # noqa: BLE001 - every outcome is compared
+        return exc
+    return None
+
+
+def _same_outcome(ours, theirs):
+    """Both fit, or both raise: a ValueError where scikit-learn raises one (its
+    InvalidParameterError included, with the same message), else an instance of the
+    built-in class scikit-learn raises (a TypeError for hidden sizes that are not ints,
+    an AttributeError for partial_fit under a solver that has none)."""
+    if ours is None or theirs is None:
+        return ours is None and theirs is None
+    if isinstance(theirs, ValueError):
+        if type(theirs).__name__ == "InvalidParameterError":
+            # scikit-learn lists StrOptions in set order: compare the options as sets
+            def norm(m):
+                return re.sub(r"\{([^}]*)\}",
+                              lambda g: "{%s}" % ", ".join(sorted(g.group(1).split(", "))), m)
+            return isinstance(ours, ValueError) and norm(str(ours)) == norm(str(theirs))
+        return isinstance(ours, ValueError)
+    base = next(c for c in type(theirs).__mro__ if c.__module__ == "builtins")
+    return isinstance(ours, base)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("estimator, name", _MLP_CASES, ids="-".join)
+def test_mlp_parameter_checks_are_sklearns(estimator, name, solver):
+    # fastnn accepts exactly the values scikit-learn accepts, at fit and at partial_fit
+    # (which validates too), and refuses the others as it does
+    ours_cls = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}[estimator]
+    theirs_cls = {"MLPClassifier": SkMLPClassifier, "MLPRegressor": SkMLPRegressor}[estimator]
+    mismatches = []
+    for value in _MLP_GRID[name]:
+        params = {"solver": solver, name: value}
+        for method in ("fit", "partial_fit"):
+            if method == "partial_fit" and params["solver"] == "lbfgs":
+                # scikit-learn's MLPRegressor never hides partial_fit (its availability
+                # check is not called) and runs a whole lbfgs fit there; fastnn's hides it
+                # as MLPClassifier's does
+                continue
+            ours = _outcome(ours_cls, params, method)
+            theirs = _outcome(theirs_cls, params, method)
+            if not _same_outcome(ours, theirs):
+                mismatches.append(f"{method}({name}={value!r}): fastnn {ours!r}, "
+                                  f"scikit-learn {theirs!r}")
+    assert not mismatches, "\n".join(mismatches)
+
+
+def test_mlp_partial_fit_availability_is_sklearns():
+    for solver in ("adam", "sgd", "lbfgs", "ADAM", None):
+        assert hasattr(MLPClassifier(solver=solver), "partial_fit") == hasattr(
+            SkMLPClassifier(solver=solver), "partial_fit")
+    assert hasattr(MLPRegressor(solver="ADAM"), "partial_fit")
+    assert not hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")   # see above
 
 
 # ------------------------------------------------------------------------------ exact

@@ -395,6 +395,75 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+# -------------------------------------------------------------- parameter constraints
+# scikit-learn's _parameter_constraints, checked as its validate_parameter_constraints
+# does (its InvalidParameterError is a ValueError), with its messages: "The 'alpha'
+# parameter of MLPClassifier must be a float in the range [0.0, inf). Got -1 instead."
+
+def invalid_parameter(estimator_name, name, what, value):
+    return ValueError(f"The {name!r} parameter of {estimator_name} must be {what}. Got "
+                      f"{value!r} instead.")
+
+
+def check_real_param(value, name, estimator_name, low=None, high=None, low_open=False,
+                     high_open=False, also=None):
+    """A real number (bools count, as in scikit-learn's Interval(Real, ...)), not NaN,
+    within [low, high] (open where asked; no upper bound means < inf)."""
+    lo = "(" if low_open else "["
+    hi = ")" if (high_open or high is None) else "]"
+    what = (f"a float in the range {lo}{low}, {'inf' if high is None else high}{hi}"
+            + (f" or {also}" if also else ""))
+    if not isinstance(value, numbers.Real) or np.isnan(value):
+        raise invalid_parameter(estimator_name, name, what, value)
+    if (value < low or (low_open and value == low)
+            or (high is None and value == np.inf)
+            or (high is not None and (value > high or (high_open and value == high)))):
+        raise invalid_parameter(estimator_name, name, what, value)
+
+
+def check_int_param(value, name, estimator_name, low, what=None, high=None):
+    """An integer (bools count, as in scikit-learn's Interval(Integral, ...)) in
+    [low, high] (no upper bound when high is None)."""
+    if (not isinstance(value, numbers.Integral) or value < low
+            or (high is not None and value > high)):
+        if what is None:
+            what = f"an int in the range [{low}, {'inf)' if high is None else f'{high}]'}"
+        raise invalid_parameter(estimator_name, name, what, value)
+
+
+def check_bool_param(value, name, estimator_name):
+    """scikit-learn's "boolean": a bool or a numpy.bool_ (not 0 or 1)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise invalid_parameter(estimator_name, name, "an instance of 'bool' or an instance "
+                                "of 'numpy.bool'", value)
+
+
+def check_verbose_param(value, estimator_name):
+    """scikit-learn's "verbose": an int >= 0, a bool or a numpy.bool_."""
+    if not isinstance(value, (bool, np.bool_)):
+        check_int_param(value, "verbose", estimator_name, low=0,
+                        what="an int in the range [0, inf), an instance of 'bool' or an "
+                        "instance of 'numpy.bool'")
+
+
+def check_random_state_param(value, estimator_name):
+    """scikit-learn's "random_state": an int in [0, 2**32 - 1] (bools count), a
+    numpy RandomState or None (a numpy Generator is refused, as there)."""
+    if not (value is None or isinstance(value, np.random.RandomState) or (
+            isinstance(value, numbers.Integral) and 0 <= value <= 2**32 - 1)):
+        raise invalid_parameter(estimator_name, "random_state", "an int in the range [0, "
+                                "4294967295], an instance of 'numpy.random.mtrand."
+                                "RandomState' or None", value)
+
+
+def check_str_option(value, name, estimator_name, options, also=None):
+    """scikit-learn's StrOptions: a str among options (np.str_ counts)."""
+    if not (isinstance(value, str) and value in options):
+        listed = ", ".join(repr(o) for o in sorted(options))
+        raise invalid_parameter(estimator_name, name, f"a str among {{{listed}}}"
+                                + (f" or {also}" if also else ""), value)
+
+
 def check_stratified_split(labels, fraction):
     """Raise where scikit-learn's StratifiedShuffleSplit(test_size=fraction) cannot
     split ``labels``, with its messages (in its order): an empty train set, a class

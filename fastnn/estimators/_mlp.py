@@ -37,9 +37,11 @@ from ..optim import SGD, Adam
 from ._base import (ClassifierMixin, FastnnEstimator, NotFittedError, RegressorMixin,
                     available_if, check_random_state_seed, r2_score, warn_convergence)
 from ._checks import (
-    check_classification_y, check_feature_names, check_n_features, check_regression_y,
-    check_sample_weight, check_X, compute_class_weight, encode_labels, get_feature_names,
-    non_finite_error, train_val_split, unique_labels, validate_predict_X,
+    check_bool_param, check_classification_y, check_feature_names, check_int_param,
+    check_n_features, check_random_state_param, check_real_param, check_regression_y,
+    check_sample_weight, check_str_option,
+    check_verbose_param, check_X, compute_class_weight, encode_labels, get_feature_names,
+    invalid_parameter, non_finite_error, train_val_split, unique_labels, validate_predict_X,
 )
 from .._validation import all_finite
 
@@ -50,10 +52,17 @@ _USE_COMPILED = True
 
 
 def _stochastic_solver(estimator):
-    """partial_fit's condition: scikit-learn offers it for 'sgd' and 'adam' only."""
-    if estimator.solver == "lbfgs":
+    """partial_fit's condition: scikit-learn offers it for 'sgd' and 'adam' only, so
+    MLPClassifier has no partial_fit under any other solver (an invalid one included).
+    MLPRegressor: only 'lbfgs' hides it, and an invalid solver is refused by partial_fit's
+    parameter check (scikit-learn's MLPRegressor states the condition without calling it,
+    so it never hides partial_fit, and partial_fit under lbfgs runs a whole lbfgs fit;
+    fastnn does not copy that slip)."""
+    solver = estimator.solver
+    if (solver == "lbfgs" if not estimator._classifier
+            else not (isinstance(solver, str) and solver in ("sgd", "adam"))):
         raise AttributeError("partial_fit is only available for stochastic optimizers. "
-                             "lbfgs is not stochastic.")
+                             f"{solver} is not stochastic.")
 
 
 _ACTIVATIONS = {"identity": None, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
@@ -297,70 +306,64 @@ class _BaseMLP(FastnnEstimator):
 
     # -- parameters ------------------------------------------------------------------
     def _check_params(self):
+        # scikit-learn's _parameter_constraints, in its order (the parameters' names
+        # sorted) and with its messages; its InvalidParameterError is a ValueError
+        name = type(self).__name__
+        real, integer = check_real_param, check_int_param
+        check_str_option(self.activation, "activation", name, set(_ACTIVATIONS))
+        real(self.alpha, "alpha", name, low=0.0)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            integer(self.batch_size, "batch_size", name, low=1,
+                    what="a str among {'auto'} or an int in the range [1, inf)")
+        real(self.beta_1, "beta_1", name, low=0.0, high=1.0, high_open=True)
+        real(self.beta_2, "beta_2", name, low=0.0, high=1.0, high_open=True)
+        check_bool_param(self.early_stopping, "early_stopping", name)
+        real(self.epsilon, "epsilon", name, low=0.0, low_open=True)
         hidden = self.hidden_layer_sizes
-        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
-            hidden = [hidden]
-        try:
-            hidden = list(hidden)
-        except TypeError:
-            raise ValueError(
-                f"hidden_layer_sizes must be an int or a sequence of ints, got {hidden!r}."
-            ) from None
-        for h in hidden:
-            if isinstance(h, bool) or not isinstance(h, numbers.Integral):
-                raise ValueError(f"hidden_layer_sizes must hold ints, got {hidden!r}.")
-        if any(h <= 0 for h in hidden):
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
-        if self.solver not in ("adam", "sgd", "lbfgs"):
-            raise ValueError(f"solver must be 'lbfgs', 'sgd' or 'adam', got {self.solver!r}.")
+        if not (_is_array_like(hidden) or (isinstance(hidden, numbers.Integral)
+                                           and hidden >= 1)):
+            raise invalid_parameter(name, "hidden_layer_sizes", "an array-like or an int in "
+                                    "the range [1, inf)", hidden)
+        check_str_option(self.learning_rate, "learning_rate", name, set(_LEARNING_RATES))
+        real(self.learning_rate_init, "learning_rate_init", name, low=0.0, low_open=True)
+        if not self._classifier:
+            check_str_option(self.loss, "loss", name, {"squared_error", "poisson"})
+        integer(self.max_fun, "max_fun", name, low=1)
+        integer(self.max_iter, "max_iter", name, low=1)
+        real(self.momentum, "momentum", name, low=0.0, high=1.0)
+        n_iter = self.n_iter_no_change
+        if not (isinstance(n_iter, numbers.Real) and not isinstance(n_iter, numbers.Integral)
+                and n_iter == np.inf):
+            integer(n_iter, "n_iter_no_change", name, low=1,
+                    what="an int in the range [1, inf) or a float among {inf}")
+        check_bool_param(self.nesterovs_momentum, "nesterovs_momentum", name)
+        real(self.power_t, "power_t", name, low=0.0)
+        check_random_state_param(self.random_state, name)
+        check_bool_param(self.shuffle, "shuffle", name)
+        check_str_option(self.solver, "solver", name, {"lbfgs", "sgd", "adam"})
+        real(self.tol, "tol", name, low=0.0)
+        real(self.validation_fraction, "validation_fraction", name, low=0.0, high=1.0,
+             high_open=True)
+        check_verbose_param(self.verbose, name)
+        check_bool_param(self.warm_start, "warm_start", name)
+        hidden = _hidden_layer_sizes(hidden)
+
+        # fastnn's own parameters
         if self.solver == "lbfgs" and (self.dropout or self.batch_norm):
             raise ValueError(
                 "solver='lbfgs' minimises one full-batch objective, which dropout's random "
                 "masks and batch_norm's running statistics would change from call to call; "
                 "use solver='adam' or 'sgd' with them.")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}.")
-        if self.learning_rate not in _LEARNING_RATES:
-            raise ValueError(
-                f"learning_rate must be one of {_LEARNING_RATES}, got {self.learning_rate!r}.")
-        if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
-                                              and not isinstance(self.batch_size, bool)
-                                              and self.batch_size >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}.")
-        _real(self.alpha, "alpha", 0.0)
-        _real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True)
-        _real(self.power_t, "power_t", 0.0)
-        _real(self.tol, "tol", 0.0)
-        _real(self.momentum, "momentum", 0.0, 1.0)
-        _real(self.validation_fraction, "validation_fraction", 0.0, 1.0, high_open=True)
-        _real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
-        _real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
-        _real(self.epsilon, "epsilon", 0.0, low_open=True)
         _real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
         _real(self.l1, "l1", 0.0)
-        _int(self.max_iter, "max_iter", 1)
-        _int(self.max_fun, "max_fun", 1)
-        if not (self.n_iter_no_change == np.inf or (
-                isinstance(self.n_iter_no_change, numbers.Integral)
-                and not isinstance(self.n_iter_no_change, bool)
-                and self.n_iter_no_change >= 1)):
-            raise ValueError(
-                f"n_iter_no_change must be an int >= 1 or np.inf, got {self.n_iter_no_change!r}.")
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping",
-                     "batch_norm"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}.")
+        if not isinstance(self.batch_norm, (bool, np.bool_)):
+            raise ValueError(f"batch_norm must be a bool, got {self.batch_norm!r}.")
         try:
             dtype = np.dtype(self.dtype)
         except TypeError:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}.") from None
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}.")
-        if not (self.random_state is None or isinstance(
-                self.random_state, (numbers.Integral, np.random.RandomState, np.random.Generator))):
-            raise ValueError(f"random_state must be None, an int or a RandomState, got "
-                             f"{self.random_state!r}.")
         return hidden, dtype
 
     # -- model -----------------------------------------------------------------------
@@ -537,7 +540,8 @@ class _BaseMLP(FastnnEstimator):
                 f"y has {n_out} outputs but the model was fitted with {self.n_outputs_}.")
 
         # early-stopping split, as scikit-learn: stratified for single-output classifiers
-        seed = check_random_state_seed(self.random_state)
+        rs = self.random_state
+        seed = check_random_state_seed(int(rs) if isinstance(rs, bool) else rs)
         rng = np.random.default_rng(seed)
         X_val = y_val = sw_val = None
         X_tr, T_tr, sw_tr = X, T, sw
@@ -1098,11 +1102,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def loss_name(self):
         return self.loss
 
-    def _check_params(self):
-        if self.loss not in ("squared_error", "poisson"):
-            raise ValueError(f"loss must be 'squared_error' or 'poisson', got {self.loss!r}.")
-        return super()._check_params()
-
     def _targets(self, y, n, dtype, first_pass, incremental, classes):
         T = check_regression_y(y, n, dtype)
         if T.ndim == 1:
@@ -1148,8 +1147,34 @@ def _real(value, name, low=None, high=None, low_open=False, high_open=False):
         raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}.")
 
 
-def _int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int, got {value!r}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}.")
+class _HiddenLayerSizesError(ValueError, TypeError):
+    """hidden_layer_sizes holding something other than ints: scikit-learn fails there
+    with a TypeError (from NumPy), fastnn's parameter errors are ValueErrors; both."""
+
+
+def _is_array_like(value):
+    """scikit-learn's "array-like" constraint: has a length, a shape or __array__, is
+    not a NumPy scalar or str, and is not a sparse matrix."""
+    if hasattr(value, "tocsr") and hasattr(value, "nnz"):      # scipy.sparse
+        return False
+    return ((hasattr(value, "__len__") or hasattr(value, "shape")
+             or hasattr(value, "__array__")) and not np.isscalar(value))
+
+
+def _hidden_layer_sizes(value):
+    """hidden_layer_sizes as a list of ints, as scikit-learn's _fit reads it: an int is
+    one layer; sizes <= 0 are a ValueError; sizes that are not ints (floats, bools,
+    strings, None, nested lists) cannot build a layer there (a TypeError)."""
+    hidden = value if hasattr(value, "__iter__") else [value]
+    try:
+        hidden = list(hidden)
+        nonpositive = np.any(np.array(hidden) <= 0)
+    except TypeError as exc:
+        raise _HiddenLayerSizesError(
+            f"hidden_layer_sizes must hold ints, got {value!r} ({exc}).") from None
+    if nonpositive:
+        raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+    for h in hidden:
+        if isinstance(h, (bool, np.bool_)) or not isinstance(h, numbers.Integral):
+            raise _HiddenLayerSizesError(f"hidden_layer_sizes must hold ints, got {hidden!r}.")
+    return [int(h) for h in hidden]

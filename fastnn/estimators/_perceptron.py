@@ -8,8 +8,9 @@ from .._config import MAX_THREADS, get_num_threads
 from .._kernels import perceptron as _kernel
 from ._base import ClassifierMixin, FastnnEstimator, check_random_state_seed, warn_convergence
 from ._checks import (
-    _is_sparse, check_classification_y, check_n_features, check_sample_weight,
-    check_stratified_split, check_X,
+    _is_sparse, check_bool_param, check_classification_y, check_int_param, check_n_features,
+    check_random_state_param, check_real_param, check_sample_weight, check_stratified_split,
+    check_verbose_param, check_X, invalid_parameter,
     compute_class_weight, encode_labels, get_feature_names, train_val_split, unique_labels,
     validate_predict_X,
 )
@@ -115,12 +116,8 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
         _check_real(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
                     low_open=True, high_open=True)
         for name in ("fit_intercept", "shuffle", "early_stopping", "warm_start"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise _invalid(name, "an instance of 'bool' or an instance of "
-                               "'numpy.bool'", getattr(self, name))
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            _check_int(self.verbose, "verbose", low=0, what="an int in the range [0, inf) "
-                       "or an instance of 'bool' or an instance of 'numpy.bool'")
+            check_bool_param(getattr(self, name), name, "Perceptron")
+        check_verbose_param(self.verbose, "Perceptron")
         if not (self.class_weight is None or self.class_weight == "balanced"
                 or isinstance(self.class_weight, dict)):
             raise _invalid("class_weight", "a str among {'balanced'}, an instance of 'dict' "
@@ -135,11 +132,7 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
                     "(n_classes * count)) and pass them as a dict.")
         if self.n_jobs is not None and not isinstance(self.n_jobs, numbers.Integral):
             raise _invalid("n_jobs", "an instance of 'int' or None", self.n_jobs)
-        rs = self.random_state
-        if not (rs is None or isinstance(rs, np.random.RandomState) or (
-                isinstance(rs, numbers.Integral) and 0 <= rs <= 2**32 - 1)):
-            raise _invalid("random_state", "an int in the range [0, 4294967295], an "
-                           "instance of 'numpy.random.mtrand.RandomState' or None", rs)
+        check_random_state_param(self.random_state, "Perceptron")
         return _PENALTIES[self.penalty]
 
     def _threads(self):
@@ -405,27 +398,12 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
 
 
 def _invalid(name, what, value):
-    return ValueError(f"The {name!r} parameter of Perceptron must be {what}. Got {value!r} "
-                      "instead.")
+    return invalid_parameter("Perceptron", name, what, value)
 
 
-def _check_real(value, name, low=None, high=None, low_open=False, high_open=False,
-                also=None):
-    """A real number (bools count, as in scikit-learn's Interval(Real, ...)), not NaN,
-    within [low, high] (open where asked; no upper bound means < inf)."""
-    lo = "(" if low_open else "["
-    hi = ")" if (high_open or high is None) else "]"
-    what = (f"a float in the range {lo}{low}, {'inf' if high is None else high}{hi}"
-            + (f" or {also}" if also else ""))
-    if not isinstance(value, numbers.Real) or np.isnan(value):
-        raise _invalid(name, what, value)
-    if (value < low or (low_open and value == low)
-            or (high is None and value == np.inf)
-            or (high is not None and (value > high or (high_open and value == high)))):
-        raise _invalid(name, what, value)
+def _check_real(value, name, **kwargs):
+    check_real_param(value, name, "Perceptron", **kwargs)
 
 
 def _check_int(value, name, low, what=None):
-    """An integer (bools count, as in scikit-learn's Interval(Integral, ...)) >= low."""
-    if not isinstance(value, numbers.Integral) or value < low:
-        raise _invalid(name, what or f"an int in the range [{low}, inf)", value)
+    check_int_param(value, name, "Perceptron", low, what=what)
