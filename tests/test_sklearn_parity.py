@@ -215,6 +215,44 @@ def test_mlp_partial_fit_availability_is_sklearns():
     assert not hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")   # see above
 
 
+@pytest.mark.parametrize("n", [3, 4, 6, 10, 41])
+@pytest.mark.parametrize("kind", ["binary", "binary-single", "str-single", "multiclass",
+                                  "multiclass-single", "one-class", "multilabel", "regression"])
+def test_mlp_early_stopping_split_errors_are_sklearns(kind, n):
+    # scikit-learn splits with train_test_split, stratified on its binarized y when that is
+    # one column (one or two classes): it raises for a class with a single member and where
+    # the sizes leave an empty train set or fewer rows than classes; with several classes,
+    # multilabel y or a regressor it does not stratify
+    import contextlib
+    import io
+    r = np.arange(n)
+    y = {"binary": r % 2, "binary-single": np.where(r == n - 1, 1, 0),
+         "str-single": np.where(r == 0, "b", "a"), "multiclass": r % 3,
+         "multiclass-single": np.where(r == n - 1, 2, r % 2), "one-class": np.zeros(n, int),
+         "multilabel": np.stack([r % 2, (r // 2) % 2], 1), "regression": r / n}[kind]
+    X = np.random.RandomState(0).randn(n, 2)
+    ours_cls, theirs_cls = ((MLPRegressor, SkMLPRegressor) if kind == "regression"
+                            else (MLPClassifier, SkMLPClassifier))
+    mismatches = []
+    for fraction in (0.1, 0.5, 0.9, 0.0, 0, False, 0.01, np.float32(0.2)):
+        for sw in (None, np.ones(n)):
+            outcomes = []
+            for cls in (ours_cls, theirs_cls):
+                try:
+                    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                        warnings.simplefilter("ignore")
+                        cls(hidden_layer_sizes=(3,), max_iter=2, random_state=0,
+                            early_stopping=True, validation_fraction=fraction).fit(
+                                X, y, sample_weight=sw)
+                    outcomes.append(None)
+                except ValueError as exc:
+                    outcomes.append(str(exc))
+            if outcomes[0] != outcomes[1]:
+                mismatches.append(f"validation_fraction={fraction!r}: fastnn {outcomes[0]!r}, "
+                                  f"scikit-learn {outcomes[1]!r}")
+    assert not mismatches, "\n".join(mismatches)
+
+
 # ------------------------------------------------------------------------------ exact
 @pytest.mark.parametrize("name", ["iris", "breast_cancer", "digits"])
 @pytest.mark.parametrize("params", [

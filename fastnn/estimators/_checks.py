@@ -3,6 +3,7 @@
 Every function here only reads its inputs and returns new values; nothing touches an
 estimator, so a fit that fails validation leaves the estimator as it was.
 """
+import math
 import numbers
 import warnings
 
@@ -464,19 +465,39 @@ def check_str_option(value, name, estimator_name, options, also=None):
                                 + (f" or {also}" if also else ""), value)
 
 
-def check_stratified_split(labels, fraction):
-    """Raise where scikit-learn's StratifiedShuffleSplit(test_size=fraction) cannot
-    split ``labels``, with its messages (in its order): an empty train set, a class
-    with a single member, fewer train or test rows than classes."""
-    labels = np.asarray(labels)
-    n_samples = len(labels)
-    n_test = int(np.ceil(fraction * n_samples))
+def check_shuffle_split(n_samples, fraction):
+    """Raise where scikit-learn's train_test_split(test_size=fraction) refuses the
+    sizes, with its messages: a test_size that is not a positive float below 1 (0,
+    0.0, False, a Fraction...), or an empty train set. Returns (n_train, n_test)."""
+    kind = np.asarray(fraction).dtype.kind
+    if (kind == "i" and (fraction >= n_samples or fraction <= 0)) or (
+            kind == "f" and (fraction <= 0 or fraction >= 1)):
+        raise ValueError(
+            f"test_size={fraction} should be either positive and smaller than the number "
+            f"of samples {n_samples} or a float in the (0, 1) range")
+    if kind not in ("i", "f"):
+        raise ValueError(f"Invalid value for test_size: {fraction}")
+    n_test = int(math.ceil(fraction * n_samples)) if kind == "f" else int(fraction)
     n_train = n_samples - n_test
     if n_train == 0:
         raise ValueError(
             f"With n_samples={n_samples}, test_size={fraction} and train_size=None, the "
             "resulting train set will be empty. Adjust any of the aforementioned "
             "parameters.")
+    return n_train, n_test
+
+
+def check_stratified_split(labels, fraction):
+    """Raise where scikit-learn's StratifiedShuffleSplit(test_size=fraction) cannot
+    split ``labels``, with its messages (in its order): the sizes train_test_split
+    refuses (see check_shuffle_split), a class with a single member, fewer train or test
+    rows than classes. 2-D labels are taken row by row as scikit-learn does (each row
+    joined into one string label)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = np.array([" ".join(row.astype("str")) for row in labels])
+    n_samples = len(labels)
+    n_train, n_test = check_shuffle_split(n_samples, fraction)
     classes, counts = np.unique(labels, return_counts=True)
     if np.min(counts) < 2:
         raise ValueError(

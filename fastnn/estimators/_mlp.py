@@ -39,7 +39,7 @@ from ._base import (ClassifierMixin, FastnnEstimator, NotFittedError, RegressorM
 from ._checks import (
     check_bool_param, check_classification_y, check_feature_names, check_int_param,
     check_n_features, check_random_state_param, check_real_param, check_regression_y,
-    check_sample_weight, check_str_option,
+    check_sample_weight, check_shuffle_split, check_str_option, check_stratified_split,
     check_verbose_param, check_X, compute_class_weight, encode_labels, get_feature_names,
     invalid_parameter, non_finite_error, train_val_split, unique_labels, validate_predict_X,
 )
@@ -547,9 +547,16 @@ class _BaseMLP(FastnnEstimator):
         X_tr, T_tr, sw_tr = X, T, sw
         lbfgs = self.solver == "lbfgs"
         if self.early_stopping and not lbfgs:       # scikit-learn's lbfgs ignores it
+            # scikit-learn's train_test_split(stratify=y) stratifies on its binarized y
+            # when that is one column (n_outputs_ == 1: a classifier with one or two
+            # classes), not for several classes or multilabel y, nor for regressors; its
+            # labels are then the strings 'False'/'True' of its (n, 1) boolean y
             strat = None
-            if self._classifier and n_out >= 1 and label_info["kind"] != "multilabel-indicator":
-                strat = label_info["y_idx"]
+            if self._classifier and n_out == 1:
+                strat = T[:, 0] > 0.5
+                check_stratified_split(strat[:, None], self.validation_fraction)
+            else:
+                check_shuffle_split(n, self.validation_fraction)
             tr, val = train_val_split(n, self.validation_fraction, int(rng.integers(2**62)),
                                       stratify=strat)
             if len(val) < 2:
@@ -838,7 +845,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     it trains a ``fastnn.Sequential`` with fastnn's compiled kernels. The log-loss, the
     ``alpha`` L2 term, the Glorot initialisation, ``batch_size='auto'`` (min(200, n)),
     the sgd learning-rate schedules (constant, invscaling, adaptive), momentum and
-    Nesterov momentum, early stopping on a stratified validation split, ``warm_start``
+    Nesterov momentum, early stopping on a validation split (stratified for one or two
+    classes, as scikit-learn's, which raises the same errors where it cannot split), ``warm_start``
     and ``partial_fit`` (which keeps the optimizer's state between calls) follow
     scikit-learn. Two classes use one logistic output, several a softmax, a 2-D 0/1
     label matrix (multilabel) one logistic output per label.
