@@ -253,31 +253,44 @@ def test_mlp_early_stopping_split_errors_are_sklearns(kind, n):
     assert not mismatches, "\n".join(mismatches)
 
 
-# ------------------------------------------------------------------------------ exact
-@pytest.mark.parametrize("name", ["iris", "breast_cancer", "digits"])
-@pytest.mark.parametrize("params", [
-    {}, {"penalty": "l2", "alpha": 1e-3}, {"penalty": "l1", "alpha": 1e-3},
-    {"penalty": "elasticnet", "alpha": 1e-3, "l1_ratio": 0.3},
-    {"class_weight": "balanced"}, {"fit_intercept": False, "eta0": 0.1},
-    {"tol": None, "max_iter": 7},
-], ids=repr)
-def test_perceptron_matches_sklearn_without_shuffling(name, params):
-    # Same visiting order -> the same sequence of float64 updates as scikit-learn's
-    # _plain_sgd (weight decay applied as a multiplication instead of through a
-    # running scale, hence rounding-level differences only).
-    X, y = standardized(name)
+def _fit_both_without_shuffling(X, y, params):
+    """fastnn's and scikit-learn's Perceptron fitted alike, with sample weights 1-3."""
     sw = np.random.RandomState(0).randint(1, 4, len(y)).astype(float)
     params = {"shuffle": False, **params}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = Perceptron(**params).fit(X, y, sample_weight=sw)
-        theirs = SkPerceptron(**params).fit(X, y, sample_weight=sw)
+        return (Perceptron(**params).fit(X, y, sample_weight=sw),
+                SkPerceptron(**params).fit(X, y, sample_weight=sw))
+
+
+def _assert_same_perceptron(ours, theirs):
+    """The same epochs and updates, and weights equal to rounding (1e-12 of their scale)."""
     assert ours.n_iter_ == theirs.n_iter_
     assert ours.t_ == theirs.t_
     scale = np.abs(theirs.coef_).max()
     np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0,
                                atol=1e-12 * max(1.0, np.abs(theirs.intercept_).max()))
+
+
+# ------------------------------------------------------------------------------ exact
+PERCEPTRON_PARAMS = [
+    {}, {"penalty": "l2", "alpha": 1e-3}, {"penalty": "l1", "alpha": 1e-3},
+    {"penalty": "elasticnet", "alpha": 1e-3, "l1_ratio": 0.3},
+    {"class_weight": "balanced"}, {"fit_intercept": False, "eta0": 0.1},
+    {"tol": None, "max_iter": 7},
+]
+
+
+@pytest.mark.parametrize("name", ["iris", "breast_cancer", "digits"])
+@pytest.mark.parametrize("params", PERCEPTRON_PARAMS, ids=repr)
+def test_perceptron_matches_sklearn_without_shuffling(name, params):
+    # Same visiting order -> the same sequence of float64 updates as scikit-learn's
+    # _plain_sgd (weight decay applied as a multiplication instead of through a
+    # running scale, hence rounding-level differences only).
+    X, y = standardized(name)
+    ours, theirs = _fit_both_without_shuffling(X, y, params)
+    _assert_same_perceptron(ours, theirs)
     assert ours.coef_.shape == theirs.coef_.shape and ours.intercept_.shape == theirs.intercept_.shape
 
 
@@ -304,30 +317,14 @@ def _sparsified(name, n_explicit_zeros=0):
 
 @pytest.mark.parametrize("name", ["iris", "breast_cancer", "digits"])
 @pytest.mark.parametrize("n_explicit_zeros", [0, 40])
-@pytest.mark.parametrize("params", [
-    {}, {"penalty": "l2", "alpha": 1e-3}, {"penalty": "l1", "alpha": 1e-3},
-    {"penalty": "elasticnet", "alpha": 1e-3, "l1_ratio": 0.3},
-    {"class_weight": "balanced"}, {"fit_intercept": False, "eta0": 0.1},
-    {"tol": None, "max_iter": 7},
-], ids=repr)
+@pytest.mark.parametrize("params", PERCEPTRON_PARAMS, ids=repr)
 def test_perceptron_sparse_X_matches_sklearn_without_shuffling(name, n_explicit_zeros,
                                                                params):
     # scikit-learn's sparse path: intercept updates scaled by 0.01, and the L1
     # truncation and the norms behind the stopping objective over the row's stored
     # entries only. A densified X gives other weights, intercepts and n_iter_.
     Xs, y = _sparsified(name, n_explicit_zeros)
-    sw = np.random.RandomState(0).randint(1, 4, len(y)).astype(float)
-    params = {"shuffle": False, **params}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = Perceptron(**params).fit(Xs, y, sample_weight=sw)
-        theirs = SkPerceptron(**params).fit(Xs, y, sample_weight=sw)
-    assert ours.n_iter_ == theirs.n_iter_
-    assert ours.t_ == theirs.t_
-    scale = np.abs(theirs.coef_).max()
-    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=0, atol=1e-12 * scale)
-    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0,
-                               atol=1e-12 * max(1.0, np.abs(theirs.intercept_).max()))
+    _assert_same_perceptron(*_fit_both_without_shuffling(Xs, y, params))
 
 
 @pytest.mark.parametrize("sparse", [False, True])

@@ -79,18 +79,22 @@ cdef inline bint all_finite(const floating* w, Py_ssize_t d) noexcept nogil:
     return True
 
 
+cdef inline void l1_clip(floating* w, floating* q, Py_ssize_t j, double u) noexcept nogil:
+    """Clip weight j towards zero by the L1 penalty not yet applied to it (u is the
+    total so far, q[j] what weight j has received), never across zero."""
+    cdef double z = w[j]
+    if z > 0.0:
+        w[j] = max(0.0, z - (u + q[j]))
+    elif z < 0.0:
+        w[j] = min(0.0, z + (u - q[j]))
+    q[j] += w[j] - z
+
+
 cdef void l1_truncate(floating* w, floating* q, Py_ssize_t d, double u) noexcept nogil:
-    """Clip each weight towards zero by the L1 penalty not yet applied to it
-    (u is the total so far, q[j] what weight j has received), never across zero."""
+    """l1_clip over every weight."""
     cdef Py_ssize_t j
-    cdef double z
     for j in range(d):
-        z = w[j]
-        if z > 0.0:
-            w[j] = max(0.0, z - (u + q[j]))
-        elif z < 0.0:
-            w[j] = min(0.0, z + (u - q[j]))
-        q[j] += w[j] - z
+        l1_clip(w, q, j, u)
 
 
 cdef inline double dot_sparse(const floating* x, const Py_ssize_t* ind, Py_ssize_t nnz,
@@ -109,16 +113,9 @@ cdef void l1_truncate_sparse(floating* w, floating* q, const Py_ssize_t* ind,
     """l1_truncate over the features stored in the current row only (scikit-learn's
     l1penalty walks the row's indices: for dense X that is every feature, for sparse
     X only the stored ones, explicit zeros included)."""
-    cdef Py_ssize_t jj, j
-    cdef double z
+    cdef Py_ssize_t jj
     for jj in range(nnz):
-        j = ind[jj]
-        z = w[j]
-        if z > 0.0:
-            w[j] = max(0.0, z - (u + q[j]))
-        elif z < 0.0:
-            w[j] = min(0.0, z + (u - q[j]))
-        q[j] += w[j] - z
+        l1_clip(w, q, ind[jj], u)
 
 
 cdef void shuffle_rows(Py_ssize_t* order, Py_ssize_t n, uint64_t seed) noexcept nogil:
@@ -332,6 +329,17 @@ cdef int check_problems(Py_ssize_t k, Py_ssize_t n, Py_ssize_t d, tuple shapes,
     return 0
 
 
+cdef Py_ssize_t training_rows(const unsigned char[::1] val_mask) except -1:
+    """The rows outside the validation split; at least one, or ValueError."""
+    cdef Py_ssize_t i, n_train = 0
+    for i in range(val_mask.shape[0]):
+        if not val_mask[i]:
+            n_train += 1
+    if n_train == 0:
+        raise ValueError("no training rows left after the validation split")
+    return n_train
+
+
 def fit_ovr(const floating[:, ::1] X not None,           # IN (n, d)
             const floating[:, ::1] Y not None,           # IN (k, n) +1 / -1 per problem
             const floating[::1] sw not None,             # IN (n,) sample weights
@@ -359,11 +367,7 @@ def fit_ovr(const floating[:, ::1] X not None,           # IN (n, d)
                                     pos_weight, neg_weight), order)
     if threads > k:
         threads = <int>k
-    for i in range(n):
-        if not val_mask[i]:
-            n_train += 1
-    if n_train == 0:
-        raise ValueError("no training rows left after the validation split")
+    n_train = training_rows(val_mask)
     with nogil:
         for c in prange(k, schedule="dynamic", num_threads=threads):
             perceptron_epochs(&X[0, 0], NULL, NULL, n, d, &Y[c, 0], &sw[0], &val_mask[0], n_train,
@@ -413,11 +417,7 @@ def fit_ovr_sparse(const floating[::1] data not None,         # IN (nnz,) CSR va
             raise ValueError("column index out of range")
     if threads > k:
         threads = <int>k
-    for i in range(n):
-        if not val_mask[i]:
-            n_train += 1
-    if n_train == 0:
-        raise ValueError("no training rows left after the validation split")
+    n_train = training_rows(val_mask)
     if nnz > 0:
         data_ptr = &data[0]
         ind_ptr = &indices[0]

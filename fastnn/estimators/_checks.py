@@ -102,15 +102,7 @@ def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_sample
         target = np.dtype(dtype)
     if arr.dtype == object:
         arr = arr.astype(np.float64)  # raises TypeError for dicts, ValueError for text
-    n, d = arr.shape
-    if n < ensure_min_samples:
-        raise ValueError(
-            f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum of "
-            f"{ensure_min_samples} is required by {estimator_name}.")
-    if d < 1:
-        raise ValueError(
-            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
-            f"required by {estimator_name}.")
+    _check_counts(arr.shape, ensure_min_samples, estimator_name)
     if finite and arr.dtype.kind == "f" and not all_finite(arr):
         raise non_finite_error(arr, name, estimator_name)
     with np.errstate(over="ignore"):        # an overflow is an infinity, reported below
@@ -120,6 +112,19 @@ def check_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_sample
         raise ValueError(
             f"Input {name} contains infinity or a value too large for {out.dtype!r}.")
     return out
+
+
+def _check_counts(shape, ensure_min_samples, estimator_name):
+    """scikit-learn's check_array errors for too few samples or no features."""
+    n, d = shape
+    if n < ensure_min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={shape}) while a minimum of "
+            f"{ensure_min_samples} is required by {estimator_name}.")
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is "
+            f"required by {estimator_name}.")
 
 
 def check_sparse_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min_samples=1):
@@ -140,15 +145,7 @@ def check_sparse_X(X, dtype, *, name="X", estimator_name="estimator", ensure_min
         target = np.dtype(dtype)
     if X.dtype != target:
         X = X.astype(target)
-    n, d = X.shape
-    if n < ensure_min_samples:
-        raise ValueError(
-            f"Found array with {n} sample(s) (shape={X.shape}) while a minimum of "
-            f"{ensure_min_samples} is required by {estimator_name}.")
-    if d < 1:
-        raise ValueError(
-            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
-            f"required by {estimator_name}.")
+    _check_counts(X.shape, ensure_min_samples, estimator_name)
     if not np.isfinite(X.data).all():
         what = "NaN" if np.isnan(X.data).any() else "infinity or a value too large"
         raise ValueError(
