@@ -28,9 +28,10 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
     CSR form with scikit-learn's sparse semantics (updates and the L1 truncation over
     each row's stored entries, intercept updates scaled by 0.01).
 
-    Differences from scikit-learn: shuffling uses fastnn's own seeded generator, so
-    weights are not bit-identical to scikit-learn's for the same ``random_state``
-    (accuracy is on par); ``n_jobs`` sets the
+    Differences from scikit-learn: shuffling and the ``early_stopping`` validation split
+    use fastnn's own seeded generator, so with either the weights are not bit-identical
+    to scikit-learn's for the same ``random_state`` (accuracy is on par; with
+    ``shuffle=False`` and no early stopping they agree to rounding); ``n_jobs`` sets the
     kernel's thread count (None: ``fastnn.get_num_threads()``), and results do not
     depend on it.
 
