@@ -200,12 +200,13 @@ class FastnnEstimator(_BaseEstimator):
 def check_random_state_seed(random_state):
     """A 63-bit integer seed from scikit-learn's ``random_state`` forms.
 
-    None draws from NumPy's global RandomState (as scikit-learn does), an int is
-    used as is, a RandomState or Generator is advanced by one draw.
+    None draws from NumPy's global RandomState (as scikit-learn does), an int (a bool
+    too, as scikit-learn's check_random_state takes it) is used as is, a RandomState or
+    Generator is advanced by one draw.
     """
     if random_state is None or random_state is np.random:
         return int(np.random.randint(0, 2**31 - 1)) * 2**31 + int(np.random.randint(0, 2**31 - 1))
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+    if isinstance(random_state, (int, np.integer)):
         return int(random_state) % 2**63
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**31 - 1)) * 2**31 + int(random_state.randint(0, 2**31 - 1))

@@ -540,8 +540,7 @@ class _BaseMLP(FastnnEstimator):
                 f"y has {n_out} outputs but the model was fitted with {self.n_outputs_}.")
 
         # early-stopping split, as scikit-learn: stratified for single-output classifiers
-        rs = self.random_state
-        seed = check_random_state_seed(int(rs) if isinstance(rs, bool) else rs)
+        seed = check_random_state_seed(self.random_state)
         rng = np.random.default_rng(seed)
         X_val = y_val = sw_val = None
         X_tr, T_tr, sw_tr = X, T, sw

@@ -263,8 +263,7 @@ class Perceptron(ClassifierMixin, FastnnEstimator):
         else:
             Y = np.where(y_idx[None, :] == np.arange(k)[:, None], 1.0, -1.0).astype(dtype)
             pos, neg = cw.astype(np.float64), np.ones(k)
-        rs = self.random_state
-        seed = check_random_state_seed(int(rs) if isinstance(rs, bool) else rs)
+        seed = check_random_state_seed(self.random_state)
         val_mask = np.zeros(n, dtype=np.uint8)
         if self.early_stopping:
             # scikit-learn splits with StratifiedShuffleSplit: on the labels for several
