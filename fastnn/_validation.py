@@ -168,6 +168,17 @@ def batchnorm_eps(eps):
     return eps
 
 
+def batchnorm_momentum(momentum):
+    """BatchNorm1d's momentum: a real number in [0, 1] (checked when the layer is made,
+    and again where a value set later is used)."""
+    if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"momentum must be a real number, got {momentum!r}")
+    momentum = float(momentum)
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must lie in [0, 1], got {momentum!r}")
+    return momentum
+
+
 def int_in_range(low, high=None):
     """An argparse type: an integer in [low, high] (no upper bound when high is None)."""
     def parse(text):

@@ -14,9 +14,8 @@ import numpy as np
 
 from fastnn._aligned import aligned_empty
 from fastnn._config import get_num_threads
-from fastnn._validation import batchnorm_eps, dropout_probability
+from fastnn._validation import batchnorm_eps, batchnorm_momentum, dropout_probability
 from fastnn._kernels import training as _kernel
-from fastnn.nn import _fused
 from fastnn.nn.layers import BatchNorm1d, Dropout, Linear, ReLU, Sigmoid, Tanh
 from fastnn.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from fastnn.optim import SGD, Adam, AdamW
@@ -96,7 +95,7 @@ class Plan:
                 dropout_probability(layer.p)
             elif type(layer) is BatchNorm1d:
                 batchnorm_eps(layer.eps)
-                _fused.batchnorm_momentum(layer.momentum)
+                batchnorm_momentum(layer.momentum)
 
     def layout(self, max_batch, training):
         """(offsets, gradient offsets, size) of the workspace for max_batch rows."""

@@ -8,11 +8,10 @@ one trained by the compiled step get identical numbers. With any other kernel mo
 (``fastnn.reference``) they compute the same formulas in NumPy, written out below.
 All arrays passed in are C-contiguous and share one float dtype (the model's).
 """
-import numbers
-
 import numpy as np
 
 from fastnn import ops
+from fastnn._validation import batchnorm_momentum
 from fastnn._config import get_num_threads
 from fastnn._kernels import batchnorm as _bn
 from fastnn._kernels import optimizers as _opt
@@ -23,17 +22,6 @@ __all__ = ["bn_running_update", "bn_eval", "cross_entropy_smoothed", "penalty"]
 
 def _compiled(kernels):
     return kernels is ops
-
-
-def batchnorm_momentum(momentum):
-    """BatchNorm1d's momentum, checked as BatchNorm1d checks it when made (a value set
-    later reaches here): a real number in [0, 1]."""
-    if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, numbers.Real):
-        raise TypeError(f"momentum must be a real number, got {momentum!r}")
-    momentum = float(momentum)
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must lie in [0, 1], got {momentum!r}")
-    return momentum
 
 
 def bn_running_update(kernels, mean, var, n, momentum, running_mean, running_var):

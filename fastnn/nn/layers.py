@@ -11,11 +11,11 @@ nothing, so several threads may call it on one model at once.
 """
 import importlib
 import math
-import numbers
 
 import numpy as np
 
-from fastnn._validation import dropout_probability, positive_count
+from fastnn._validation import (batchnorm_eps, batchnorm_momentum, dropout_probability,
+                                positive_count)
 from fastnn.nn import _fused
 from fastnn.nn.parameter import Parameter
 
@@ -331,15 +331,10 @@ class BatchNorm1d(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
         self.num_features = positive_count(num_features, "num_features")
-        for value, name in ((eps, "eps"), (momentum, "momentum")):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a real number, got {value!r}")
-        self.eps = float(eps)
-        if not (math.isfinite(self.eps) and self.eps > 0):
+        self.eps = batchnorm_eps(eps)
+        if self.eps == 0:       # the kernels take 0; a layer would divide by zero
             raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
-        self.momentum = float(momentum)
-        if not 0.0 <= self.momentum <= 1.0:
-            raise ValueError(f"momentum must lie in [0, 1], got {momentum!r}")
+        self.momentum = batchnorm_momentum(momentum)
         self.weight = Parameter(np.ones(self.num_features, np.float32), name="weight")
         self.bias = Parameter(np.zeros(self.num_features, np.float32), name="bias")
         self._buffers = {"running_mean": np.zeros(self.num_features, np.float32),
