@@ -1248,13 +1248,17 @@ def _matches(name, patterns):
 
 
 def select_workloads(only):
-    if not only:
+    """The workloads --only names (all without it); ValueError for a pattern that
+    matches none, or for an --only that names nothing."""
+    if only is None:
         return list(WORKLOADS)
     patterns = [p.strip() for item in only for p in item.split(",") if p.strip()]
+    if not patterns:
+        raise ValueError("--only names no workload")
     chosen = [w for w in WORKLOADS if _matches(w, patterns)]
     unknown = [p for p in patterns if not any(_matches(w, [p]) for w in WORKLOADS)]
     if unknown:
-        raise SystemExit(f"unknown workload(s): {', '.join(unknown)}; "
+        raise ValueError(f"unknown workload(s): {', '.join(unknown)}; "
                          f"choose from {', '.join(WORKLOADS)}")
     return chosen
 
@@ -1479,11 +1483,11 @@ def machine_info(threads):
     info["env"] = {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
     for name in ("torch", "sklearn", "fastnn", "threadpoolctl"):
         mod = _mod(name)
-        if mod is None and importlib.util.find_spec(name) is not None:
-            mod = "not loaded"      # left out by --contenders
-        info[name] = (mod if isinstance(mod, str) else
-                      getattr(mod, "__version__", "installed") if mod is not None
-                      else "not installed")
+        if mod is not None:
+            info[name] = getattr(mod, "__version__", "installed")
+        else:           # "not loaded": installed, but left out by --contenders
+            info[name] = ("not loaded" if importlib.util.find_spec(name) is not None
+                          else "not installed")
     return info
 
 
@@ -1617,9 +1621,10 @@ def _all_contenders():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.only is not None and not [p for item in args.only for p in item.split(",")
-                                      if p.strip()]:
-        parser.error("--only names no workload")
+    try:
+        names = select_workloads(args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
     contender_filter = ([c.strip() for c in args.contenders.split(",") if c.strip()]
                         if args.contenders is not None else None)
     if contender_filter is not None:
@@ -1640,7 +1645,6 @@ def main(argv=None):
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = Sizes(mode, samples=args.samples, reps=args.reps)
     threads = args.threads if args.threads is not None else usable_cores()
-    names = select_workloads(args.only)
     _preload(contender_filter)
     ctx = Context(sizes, threads)
     info = machine_info(threads)
