@@ -861,6 +861,53 @@ class FloorTrain(Trial):
             mm(x.T, d1, out=dW1)
 
 
+class EstimatorFloor(Trial):
+    """The matrix products of an MLPClassifier fit alone: for every mini-batch of every
+    epoch, one forward product per layer, then each layer's weight gradient and (but for
+    the first layer) its input gradient, as FloorTrain does for the 3-layer MLP, into
+    preallocated outputs, batches as contiguous slices. The estimator's layer sizes and
+    batch size (scikit-learn's "auto": min(200, n)); random weights of its dtype."""
+
+    note = "the products of every batch alone"
+
+    def __init__(self, params, data, per_epoch, ctx):
+        self.ctx, self.per_epoch = ctx, per_epoch
+        self.X, y = data[0], data[1]
+        self.epochs = params["max_iter"]
+        sizes = [self.X.shape[1], *params["hidden_layer_sizes"], len(np.unique(y))]
+        batch = params.get("batch_size", "auto")
+        self.batch = min(200, len(self.X)) if batch == "auto" else min(batch, len(self.X))
+        d, rng = self.X.dtype, np.random.default_rng(SEED)
+        self.W = [rng.uniform(-0.1, 0.1, (a, b)).astype(d) for a, b in zip(sizes, sizes[1:])]
+        self.dW = [np.empty_like(W) for W in self.W]
+        self.h = [np.empty((self.batch, n), d) for n in sizes[1:]]
+        self.dh = [np.empty((self.batch, n), d) for n in sizes[1:-1]]
+
+    def prepare(self, warm=False):
+        self.calls = self.epochs if self.per_epoch else 1
+        self.run_epochs = 1 if warm else self.epochs
+
+    def warm_scale(self):
+        return float(self.epochs)
+
+    def run(self):
+        X, batch, W, dW, mm = self.X, self.batch, self.W, self.dW, np.matmul
+        last = len(W) - 1
+        for _ in range(self.run_epochs):
+            for start in range(0, len(X), batch):
+                x = X[start:start + batch]
+                m = x.shape[0]
+                h = [a[:m] for a in self.h]
+                d = [a[:m] for a in self.dh] + [h[last]]
+                inputs = [x] + h[:last]
+                for l in range(last + 1):
+                    mm(inputs[l], W[l], out=h[l])
+                for l in range(last, -1, -1):
+                    mm(inputs[l].T, d[l], out=dW[l])
+                    if l:
+                        mm(d[l], W[l].T, out=d[l - 1])
+
+
 def _scipy_matmul(dtype):
     """matmul(a, b, out=c) for 2-D operands, through scipy.linalg.blas.
 
@@ -975,30 +1022,26 @@ def _predict_contenders():
     ]
 
 
-def _digits_estimators(epochs_attr):
+def _estimator_contenders(data_of, epochs_attr):
+    """fastnn's and scikit-learn's MLPClassifier fit on data_of(ctx) for the number of
+    epochs ctx.sizes gives as epochs_attr, and the products of that fit alone."""
     def make(which):
         def factory(spec, ctx):
-            data = ctx.digits()
+            data = data_of(ctx)
             epochs = getattr(ctx.sizes, epochs_attr)
             params = dict(spec["params"], random_state=SEED, **exact_epochs(epochs))
+            if which == FLOOR:
+                return EstimatorFloor(params, data, spec["per_epoch"], ctx)
             cls = (_fastnn_estimator(_import_fastnn()) if which == FASTNN
                    else _import_sklearn_mlp())
             return EstimatorFit(cls, params, data, spec["per_epoch"], ctx)
         return factory
-    return [(FASTNN, make(FASTNN)), (SKLEARN, make(SKLEARN))]
+    return [(FASTNN, make(FASTNN)), (SKLEARN, make(SKLEARN)), (FLOOR, make(FLOOR))]
 
 
-def _synthetic_estimators():
-    def make(which):
-        def factory(spec, ctx):
-            p = ctx.problem
-            epochs = ctx.sizes.fit_epochs
-            params = dict(spec["params"], random_state=SEED, **exact_epochs(epochs))
-            cls = (_fastnn_estimator(_import_fastnn()) if which == FASTNN
-                   else _import_sklearn_mlp())
-            return EstimatorFit(cls, params, (p.X, p.y, p.X_test, p.y_test), False, ctx)
-        return factory
-    return [(FASTNN, make(FASTNN)), (SKLEARN, make(SKLEARN))]
+def _synthetic_data(ctx):
+    p = ctx.problem
+    return p.X, p.y, p.X_test, p.y_test
 
 
 def _thread_contenders():
@@ -1039,12 +1082,12 @@ WORKLOADS = {
                     _predict_contenders(), "predict, 256 rows (eval mode), per call"),
     "digits-epoch": ({"kind": "estimator", "per_epoch": True,
                       "params": {"hidden_layer_sizes": (100,)}},
-                     _digits_estimators("digits_epochs"),
+                     _estimator_contenders(lambda ctx: ctx.digits(), "digits_epochs"),
                      "MLPClassifier(hidden_layer_sizes=(100,)) on digits, time per epoch"),
     "mlpclf-fit": ({"kind": "estimator", "per_epoch": False,
                     "params": {"hidden_layer_sizes": (256, 128), "batch_size": 128,
                                "learning_rate_init": LR, "alpha": 1e-4}},
-                   _synthetic_estimators(),
+                   _estimator_contenders(_synthetic_data, "fit_epochs"),
                    "MLPClassifier((256, 128), batch 128, alpha 1e-4).fit on the synthetic set"),
     "threads-b512": (_train_spec(512), _thread_contenders(),
                      "fastnn batch-512 epoch, all threads vs 1 thread"),

@@ -46,7 +46,8 @@ def test_table_has_every_row_and_column(tiny_run):
     got = [(r[0], r[1]) for r in rows]
     expected = ([("mlp-b128", c) for c in TRAIN] + [("mlp-bn-b128", c) for c in TRAIN]
                 + [("predict-1", c) for c in PREDICT]
-                + [("digits-epoch", "fastnn"), ("digits-epoch", "scikit-learn")])
+                + [("digits-epoch", "fastnn"), ("digits-epoch", "scikit-learn"),
+                    ("digits-epoch", "GEMM floor")])
     assert got == expected
 
 
@@ -74,7 +75,7 @@ def test_json_output(tiny_run):
     assert report["machine"]["threads"] == 1
     assert report["sizes"]["mode"] == "tiny"
     results = report["results"]
-    assert len(results) == 2 * len(TRAIN) + len(PREDICT) + 2
+    assert len(results) == 2 * len(TRAIN) + len(PREDICT) + 3   # digits: with its floor
     for r in results:
         assert r["status"] in ("ok", "n/a")
         if r["status"] == "ok":
