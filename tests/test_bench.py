@@ -224,6 +224,52 @@ def test_gemm_floor_does_the_eight_products(scipy_blas):
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
+def test_estimator_floor_does_the_products_of_every_batch():
+    ctx = bench.Context(bench.Sizes("tiny"), threads=1)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((450, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 450)
+    params = dict(hidden_layer_sizes=(7, 5), **bench.exact_epochs(2))
+    trial = bench.EstimatorFloor(params, (X, y, X, y), True, ctx)
+    assert trial.batch == 200                        # scikit-learn's "auto"
+    assert [W.shape for W in trial.W] == [(12, 7), (7, 5), (5, 3)]
+    trial.prepare()
+    assert trial.calls == 2                          # per epoch: time / 2
+    trial.run()
+    # the last batch (rows 400-449): forward through the weights, then every backward
+    # product, with the last layer's output standing in for its gradient (as the floor's)
+    x = X[400:].astype(np.float64)
+    W = [w.astype(np.float64) for w in trial.W]
+    h = [x @ W[0]]
+    h.append(h[0] @ W[1])
+    h.append(h[1] @ W[2])
+    d1 = h[2] @ W[2].T
+    d0 = d1 @ W[1].T
+    for got, want in ((trial.dW[2], h[1].T @ h[2]), (trial.dW[1], h[0].T @ d1),
+                      (trial.dW[0], x.T @ d0)):
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_targets_say_what_they_allow_in_gemm_floors():
+    fast = bench.Result("digits-epoch", bench.FASTNN, "s/epoch")
+    sk = bench.Result("digits-epoch", bench.SKLEARN, "s/epoch")
+    floor = bench.Result("digits-epoch", bench.FLOOR, "s/epoch")
+    fast.times, sk.times, floor.times = [1.0], [3.0], [0.5]
+    fast.accuracies = sk.accuracies = [0.9]
+    row, = bench.evaluate_targets([[fast, sk, floor]])
+    assert row["target_over_floor"] == pytest.approx(0.2 * 3.0 / 0.5)
+    assert "target = 1.20x GEMM floor" in row["detail"]
+    floor.reason = "failed"
+    row, = bench.evaluate_targets([[fast, sk, floor]])
+    assert row["target_over_floor"] is None and "GEMM floor" not in row["detail"]
+    # a target against the floor itself says nothing more
+    fast.workload = floor.workload = "mlp-b128"
+    floor.reason = None
+    row, = [r for r in bench.evaluate_targets([[fast, floor]])
+            if r["compared"] == "fastnn / GEMM floor"]
+    assert row["measured"] == 2.0 and row["target_over_floor"] is None
+
+
 def test_profile_mode(tmp_path, capsys):
     path = tmp_path / "profile.json"
     assert bench.main(["--profile", "--tiny", "--threads", "1", "--json", str(path)]) == 0
