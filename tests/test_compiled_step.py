@@ -6,6 +6,7 @@ import pytest
 
 import fastnn
 from fastnn import BatchNorm1d, Dropout, EarlyStopping, Linear, ReLU, Sequential, Sigmoid, Tanh
+from fastnn._kernels import training as _kernel
 from fastnn.nn import _compiled
 from fastnn.nn.layers import Module
 
@@ -227,6 +228,33 @@ def test_predict_rejects_nan_and_infinity_in_any_chunk(dtype, kernels):
     if dtype == "float32":     # finite float64 beyond float32's range becomes infinity
         with pytest.raises(ValueError, match="beyond the float32 range"):
             model.predict(np.where(np.arange(8) == 3, 1e300, X.astype(np.float64)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predictor_run_chunks_into_a_new_output_with_kept_workspaces(dtype):
+    model = _model(dtype, 8, 4)
+    X = _data(600, 8, 4, dtype, "labels")[0]
+    plan = model._predict_plan()
+    work_off, _, work = plan.workspace(600, False, dtype)
+    expected = np.zeros((600, 4), dtype)
+    assert plan.predictor.predict(X, work_off, work, expected, 600, 1)
+    first = plan.predictor.run(X, 1)                  # chunks of 256, 256 and 88 rows
+    second = plan.predictor.run(X[:1], 2)
+    assert first.dtype == dtype and first.shape == (600, 4) and second.shape == (1, 4)
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_array_equal(second, expected[:1])
+    assert len(plan._spare_workspaces) == 1           # taken and given back each call
+    bad = X.copy()
+    bad[300, 5] = np.nan
+    assert plan.predictor.run(bad, 1) is None
+    np.testing.assert_array_equal(first, expected)    # each call has its own output
+    assert len(plan._spare_workspaces) == 1
+    with pytest.raises(TypeError, match="float"):
+        plan.predictor.run(X.astype(np.float32 if dtype == "float64" else np.float64), 1)
+    assert len(plan._spare_workspaces) == 1
+    with pytest.raises(ValueError, match="max_chunk must be at least 1"):
+        _kernel.Predictor(plan.kinds, plan.widths, plan.param_off, plan.buffer_off,
+                          plan.layer_args, model._flat_params, model._flat_buffers, 0)
 
 
 def test_predictor_reports_the_first_chunk_with_nan_and_stops_there():

@@ -73,17 +73,15 @@ class Plan:
         self.layer_args = np.array(args, dtype=np.float64).reshape(-1, 2)
         self.n_outputs = widths[-1]
         self.layers = list(layers)
-        self.predictor = _kernel.Predictor(self.kinds, self.widths, self.param_off,
-                                           self.buffer_off, self.layer_args,
-                                           model._flat_params, model._flat_buffers)
         self.dtype = model.dtype
         self._layouts = {}
-        # predict's workspaces, each sized for PREDICT_CHUNK rows, kept between calls: a
-        # fresh one page-faulted on every call (256 rows: predict took 0.25 ms more than
-        # its kernel with fresh workspaces, 0.10 ms more with kept ones). A call takes
-        # one for itself (list.pop and append are atomic), so threads predicting with one
-        # model never share one.
+        # predict's workspaces, each sized for PREDICT_CHUNK rows, kept between calls by
+        # the predictor (which takes one per call)
         self._spare_workspaces = []
+        self.predictor = _kernel.Predictor(self.kinds, self.widths, self.param_off,
+                                           self.buffer_off, self.layer_args,
+                                           model._flat_params, model._flat_buffers,
+                                           PREDICT_CHUNK, self._spare_workspaces)
 
     def check_training(self):
         """Raise what the layer-by-layer training path raises for a layer attribute it
@@ -114,16 +112,7 @@ class Plan:
     def predict(self, X):
         """Eval-mode output for C-contiguous X of the model's dtype, or None when X holds
         NaN or infinity."""
-        chunk = min(PREDICT_CHUNK, X.shape[0])
-        work_off = self.layout(chunk, False)[0]
-        try:
-            work = self._spare_workspaces.pop()
-        except IndexError:
-            work = aligned_empty(self.layout(PREDICT_CHUNK, False)[2], self.dtype)
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        finite = self.predictor.predict(X, work_off, work, out, chunk, get_num_threads())
-        self._spare_workspaces.append(work)
-        return out if finite else None
+        return self.predictor.run(X, get_num_threads())
 
 
 def plan_for(model):
