@@ -5,8 +5,10 @@ Environment switches:
                     the build machine's; off by default so a wheel runs on any x86-64).
   FASTNN_DEBUG=1    turn Cython's bounds, wraparound and initialisation checks back on.
   FASTNN_OPENMP=0   build without OpenMP even where the compiler supports it.
+On x86-64, fastnn/_kernels/training_avx2.pyx (training.pyx again) is built with -mavx2.
 """
 import os
+import platform
 import sys
 import tempfile
 import textwrap
@@ -19,7 +21,11 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent.resolve()
 KERNELS = ["activations", "softmax", "losses", "linear", "batchnorm", "dropout", "parallel",
-           "optimizers", "training", "perceptron"]
+           "optimizers", "training", "training_avx2", "perceptron"]
+# training.pyx again, for CPUs with AVX2 (fastnn._kernels.training_module picks it at run
+# time); only where the compiler targets x86-64 and takes GCC's flags
+X86_64 = platform.machine().lower() in ("x86_64", "amd64") and sys.platform != "win32"
+ISA_ARGS = {"training_avx2": ["-mavx2"]}
 
 DEBUG = os.environ.get("FASTNN_DEBUG", "0") == "1"
 NATIVE = os.environ.get("FASTNN_NATIVE", "0") == "1"
@@ -81,11 +87,12 @@ def extensions():
             [f"fastnn/_kernels/{name}.pyx"],
             include_dirs=[numpy.get_include(), "csrc"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-            extra_compile_args=list(compile_args),
+            extra_compile_args=compile_args + ISA_ARGS.get(name, []),
             extra_link_args=[],
         )
         for name in KERNELS
         if (HERE / "fastnn" / "_kernels" / f"{name}.pyx").exists()
+        and (X86_64 or name not in ISA_ARGS)
     ]
     directives = {
         "language_level": 3,

@@ -35,6 +35,7 @@ def _info(argv):
     import scipy
 
     import fastnn
+    from fastnn._kernels import training_module
     from fastnn._kernels.parallel import blas_thread_control, blas_threads, openmp_enabled
 
     blas = (f"scipy's BLAS at {blas_threads()} thread(s), bounded by fastnn's count in its "
@@ -42,7 +43,8 @@ def _info(argv):
             "scipy's BLAS thread count not found (BLAS keeps its own threads)")
     print(f"fastnn {fastnn.__version__}: numpy {numpy.__version__}, scipy {scipy.__version__}, "
           f"OpenMP {'on' if openmp_enabled() else 'off'}, "
-          f"{fastnn.get_num_threads()} thread(s); {blas}")
+          f"{fastnn.get_num_threads()} thread(s); {blas}; training step "
+          f"{training_module().__name__.rsplit('.', 1)[-1]}")
     return 0
 
 

@@ -139,6 +139,40 @@ def test_optimizer_objects_and_early_stopping_identical():
     _assert_identical(fast, slow, h_fast, h_slow)
 
 
+def _avx2_module():
+    from fastnn._kernels.parallel import cpu_has_avx2
+    if not cpu_has_avx2():
+        pytest.skip("the CPU has no AVX2")
+    try:
+        from fastnn._kernels import training_avx2
+    except ImportError:
+        pytest.skip("this build has no AVX2 training module")
+    return training_avx2
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss, task, optimizer", [
+    ("cross_entropy", "labels", "adam"), ("cross_entropy", "probs", "nesterov"),
+    ("mse", "regression", "adamw"), ("binary_cross_entropy", "binary", "sgd")])
+def test_the_avx2_build_of_the_training_step_gives_the_same_bits(monkeypatch, dtype, loss,
+                                                                 task, optimizer):
+    modules = [_kernel, _avx2_module()]
+    X, y = _data(203, 8, 4, dtype, task, seed=5)        # a last batch of 11 rows
+    results = []
+    for module in modules:
+        monkeypatch.setattr(_compiled, "_kernel", module)
+        model = _model(dtype, 8, 4)
+        model.fit(X, y, loss=loss, optimizer=optimizer, lr=0.01, epochs=3, batch_size=16,
+                  l1=1e-4, l2=1e-3)
+        plan = model._predict_plan()
+        assert type(plan.predictor) is module.Predictor
+        results.append((model._flat_params.copy(), model._flat_buffers.copy(),
+                        model.predict(X), model.history.history["loss"]))
+    for generic, avx2 in zip(*results):
+        np.testing.assert_array_equal(generic, avx2)
+    assert not np.array_equal(results[0][0], _model(dtype, 8, 4)._flat_params)
+
+
 def test_compiled_predict_matches_layer_by_layer():
     X, y = _data(300, 8, 4, "float32", "labels")
     model = _model("float32", 8, 4)

@@ -20,6 +20,9 @@ import scipy.linalg.cython_blas as _cython_blas
 cdef extern from "fastnn_omp.h":
     int fastnn_openmp_enabled() nogil
 
+cdef extern from "fastnn_cpu.h":
+    int fastnn_cpu_has_avx2() nogil
+
 cdef extern from "fastnn_pool.h":
     void fastnn_pool_for(chunk_fn fn, void* arg, long n, long chunk,
                          int n_threads) noexcept nogil
@@ -49,6 +52,11 @@ cdef bint _changed = False
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(fastnn_openmp_enabled())
+
+
+def cpu_has_avx2():
+    """True when the CPU, and the OS, can run AVX2 code."""
+    return bool(fastnn_cpu_has_avx2())
 
 
 def blas_thread_control():

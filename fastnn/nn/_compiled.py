@@ -1,5 +1,5 @@
 """The fast path of Sequential: a model of built-in layers, loss and optimizer described
-as a *plan* for the compiled training step (fastnn._kernels.training).
+as a *plan* for the compiled training step (fastnn._kernels.training_module()).
 
 `fit` hands whole epochs to the kernel and returns to Python once per epoch; `predict`
 runs the eval-mode forward pass in one call. The kernel calls the very cores that the
@@ -15,10 +15,12 @@ import numpy as np
 from fastnn._aligned import aligned_empty
 from fastnn._config import get_num_threads
 from fastnn._validation import batchnorm_eps, batchnorm_momentum, dropout_probability
-from fastnn._kernels import training as _kernel
+from fastnn._kernels import training_module
 from fastnn.nn.layers import BatchNorm1d, Dropout, Linear, ReLU, Sigmoid, Tanh
 from fastnn.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from fastnn.optim import SGD, Adam, AdamW
+
+_kernel = training_module()
 
 _LAYER_KINDS = {Linear: _kernel.LINEAR, ReLU: _kernel.RELU, Sigmoid: _kernel.SIGMOID,
                 Tanh: _kernel.TANH, Dropout: _kernel.DROPOUT, BatchNorm1d: _kernel.BATCHNORM}
