@@ -1538,6 +1538,13 @@ def machine_info(threads):
         else:           # "not loaded": installed, but left out by --contenders
             info[name] = ("not loaded" if importlib.util.find_spec(name) is not None
                           else "not installed")
+    info["fastnn_training"] = "n/a"
+    if _mod("fastnn") is not None:
+        try:
+            from fastnn._kernels import training_module
+            info["fastnn_training"] = training_module().__name__.rsplit(".", 1)[-1]
+        except Exception:        # a fastnn without it
+            pass
     return info
 
 
@@ -1547,8 +1554,9 @@ def header(info, sizes):
         f"{info['cores']}; threads used: {info['threads']} for every library",
         f"BLAS (numpy's first): {info['blas']}; thread limits via threadpoolctl: "
         f"{'yes' if info['threadpoolctl'] != 'not installed' else 'no (not installed)'}",
-        f"versions: Python {info['python']}, numpy {info['numpy']}, fastnn {info['fastnn']}, "
-        f"PyTorch {info['torch']}, scikit-learn {info['sklearn']}",
+        f"versions: Python {info['python']}, numpy {info['numpy']}, fastnn {info['fastnn']} "
+        f"(training step: {info['fastnn_training']}), PyTorch {info['torch']}, "
+        f"scikit-learn {info['sklearn']}",
         f"sizes: {sizes.mode}; {sizes.n_train} training / {sizes.n_test} test samples; "
         f"{sizes.reps} repetitions (estimator fits: {sizes.fit_reps}; fewer, down to "
         f"{sizes.min_reps}, where a workload would exceed {sizes.workload_budget:g} s) after "
