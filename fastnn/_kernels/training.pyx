@@ -677,9 +677,10 @@ cdef int predict_chunks(Predictor pr, const floating[:, ::1] X,
 
 cdef class Predictor:
     """The eval-mode forward pass of a plan over one model's flat parameters and running
-    statistics. The plan's arrays are taken once, here: a call then only takes its input,
-    workspace and output, where twelve arguments took longer to check than the products
-    of a one-row prediction."""
+    statistics. The plan's arrays are taken once, here: `predict` then only takes its
+    input, workspace and output, where twelve arguments took longer to check than the
+    products of a one-row prediction, and `run` (what Sequential.predict calls) only its
+    input."""
     cdef const int32_t[::1] kinds
     cdef const int64_t[::1] widths
     cdef const int64_t[:, ::1] param_off
