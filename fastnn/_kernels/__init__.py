@@ -7,9 +7,9 @@ def training_module():
     with AVX2, bit for bit the same results) where the CPU has AVX2, the build made it
     and FASTNN_AVX2 is not "0"; else ``training``. Its elementwise loops, between the
     matrix products, then run on 256-bit vectors. Alternating processes (AMD EPYC, 2
-    threads): a batch-32 epoch of the bench's MLP took 0.67-0.79 s against 0.71-0.87 s
-    (16 epochs each, one outlier of 1.67 s left out), a digits epoch of MLPClassifier
-    0.77-0.90 ms against 0.83-1.09 ms (15 fits of 200 epochs each)."""
+    threads): batch-32 epochs of the bench's MLP took a median of 0.72 against 0.79 s (16
+    each), digits epochs of MLPClassifier 0.77-0.90 against 0.83-1.09 ms (15 fits of
+    200 epochs each)."""
     from fastnn._kernels.parallel import cpu_has_avx2
     if os.environ.get("FASTNN_AVX2", "1") != "0" and cpu_has_avx2():
         try:
