@@ -866,7 +866,8 @@ class EstimatorFloor(Trial):
     epoch, one forward product per layer, then each layer's weight gradient and (but for
     the first layer) its input gradient, as FloorTrain does for the 3-layer MLP, into
     preallocated outputs, batches as contiguous slices. The estimator's layer sizes and
-    batch size (scikit-learn's "auto": min(200, n)); random weights of its dtype."""
+    batch size (scikit-learn's "auto": min(200, n)), one output per class (the workloads
+    have more than two); random weights of X's dtype."""
 
     note = "the products of every batch alone"
 
