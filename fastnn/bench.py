@@ -881,8 +881,16 @@ class EstimatorFloor(Trial):
         d, rng = self.X.dtype, np.random.default_rng(SEED)
         self.W = [rng.uniform(-0.1, 0.1, (a, b)).astype(d) for a, b in zip(sizes, sizes[1:])]
         self.dW = [np.empty_like(W) for W in self.W]
-        self.h = [np.empty((self.batch, n), d) for n in sizes[1:]]
-        self.dh = [np.empty((self.batch, n), d) for n in sizes[1:-1]]
+        H = [np.empty((self.batch, n), d) for n in sizes[1:]]
+        D = [np.empty((self.batch, n), d) for n in sizes[1:-1]]
+        # each batch's operands, sliced once here rather than in the timed loop:
+        # (layer inputs, layer outputs, output gradients; the last layer's output stands
+        # in for its own gradient)
+        self.batches = []
+        for start in range(0, len(self.X), self.batch):
+            x = self.X[start:start + self.batch]
+            h = [a[:len(x)] for a in H]
+            self.batches.append(([x] + h[:-1], h, [a[:len(x)] for a in D] + [h[-1]]))
 
     def prepare(self, warm=False):
         self.calls = self.epochs if self.per_epoch else 1
@@ -892,18 +900,14 @@ class EstimatorFloor(Trial):
         return float(self.epochs)
 
     def run(self):
-        X, batch, W, dW, mm = self.X, self.batch, self.W, self.dW, np.matmul
-        last = len(W) - 1
+        W, dW, mm = self.W, self.dW, np.matmul
+        layers = range(len(W))
+        backward = layers[::-1]
         for _ in range(self.run_epochs):
-            for start in range(0, len(X), batch):
-                x = X[start:start + batch]
-                m = x.shape[0]
-                h = [a[:m] for a in self.h]
-                d = [a[:m] for a in self.dh] + [h[last]]
-                inputs = [x] + h[:last]
-                for l in range(last + 1):
+            for inputs, h, d in self.batches:
+                for l in layers:
                     mm(inputs[l], W[l], out=h[l])
-                for l in range(last, -1, -1):
+                for l in backward:
                     mm(inputs[l].T, d[l], out=dW[l])
                     if l:
                         mm(d[l], W[l].T, out=d[l - 1])

@@ -73,9 +73,7 @@ class Plan:
         self.param_off = np.array(param_off, dtype=np.int64).reshape(-1, 2)
         self.buffer_off = np.array(buffer_off, dtype=np.int64).reshape(-1, 2)
         self.layer_args = np.array(args, dtype=np.float64).reshape(-1, 2)
-        self.n_outputs = widths[-1]
         self.layers = list(layers)
-        self.dtype = model.dtype
         self._layouts = {}
         # predict's workspaces, each sized for PREDICT_CHUNK rows, kept between calls by
         # the predictor (which takes one per call)
