@@ -22,6 +22,13 @@
  * is therefore the caller's minus the CPU the caller runs on; a caller allowed a single
  * CPU runs every chunk itself.
  *
+ * Why a loop may ask its workers to linger: a matrix product split between the threads
+ * (fastnn_gemm_split.h) takes some tens of microseconds, so a worker woken late would
+ * arrive when the caller has done both halves. After such a loop the workers poll for
+ * the next one for up to FASTNN_POOL_LINGER_NS before they sleep. Those loops run only
+ * while BLAS is on one thread, so no BLAS worker is kept from the CPU; the poll yields
+ * the CPU every FASTNN_POOL_LINGER_YIELD polls all the same.
+ *
  * One caller at a time uses the workers; a second caller meanwhile (another Python
  * thread) runs every chunk itself. After fork() the child starts with no workers. */
 #ifndef FASTNN_POOL_H
@@ -47,9 +54,10 @@ static void fastnn_pool_flag_raise(int *flag) {
 
 #if !defined(__linux__) || !defined(__GNUC__)
 
-static void fastnn_pool_for(fastnn_chunk_fn fn, void *arg, long n, long chunk,
-                            int n_threads) {
+static void fastnn_pool_for_linger(fastnn_chunk_fn fn, void *arg, long n, long chunk,
+                                   int n_threads, int linger) {
     (void)n_threads;
+    (void)linger;
     fastnn_serial_for(fn, arg, n, chunk);
 }
 
@@ -70,16 +78,22 @@ static void fastnn_pool_pause_us(unsigned int us) { (void)us; }
 /* how long the caller polls for a worker's last chunk before it sleeps (iterations of
  * about 10-40 ns): a chunk is some microseconds, and a sleeping caller wakes late */
 #define FASTNN_POOL_POLLS 100000
+/* how long a worker polls for the next loop after a lingering one, and how often it
+ * yields the CPU meanwhile (polls of about 10-40 ns) */
+#define FASTNN_POOL_LINGER_NS 300000L
+#define FASTNN_POOL_LINGER_YIELD 256
 
 static struct {
     pthread_mutex_t busy;      /* held by the caller whose loop the workers may join */
     pthread_mutex_t lock;      /* guards the fields below, except `next` and `inside` */
     pthread_cond_t wake;       /* workers wait here for a new generation */
     pthread_cond_t left;       /* the caller waits here for inside == 0 */
-    unsigned long generation;  /* bumped once per loop */
+    unsigned long generation;  /* bumped once per loop (atomic: lingering workers poll it) */
     int open;                  /* the current loop still takes workers */
     int seats;                 /* how many more workers it takes */
     int inside;                /* workers running the current loop (atomic) */
+    int linger;                /* the current loop asks its workers to linger after it */
+    int sleeping;              /* workers waiting on `wake` */
     long next;                 /* the next unclaimed chunk (atomic) */
     fastnn_chunk_fn fn;
     void *arg;
@@ -103,17 +117,50 @@ static void fastnn_pool_claim(fastnn_chunk_fn fn, void *arg, long n, long chunk)
     }
 }
 
+static long fastnn_pool_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* Poll for a generation after `seen` for up to FASTNN_POOL_LINGER_NS (lock not held). */
+static void fastnn_pool_linger(unsigned long seen) {
+    long polls, until = fastnn_pool_now_ns() + FASTNN_POOL_LINGER_NS;
+    for (polls = 1;; polls++) {
+        if (__atomic_load_n(&fastnn_pool.generation, __ATOMIC_RELAXED) != seen)
+            return;
+        if (polls % FASTNN_POOL_LINGER_YIELD == 0) {
+            if (fastnn_pool_now_ns() > until)
+                return;
+            sched_yield();
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+}
+
 /* born: the generation when the worker was started; its first loop is the next one */
 static void *fastnn_pool_worker(void *born) {
     unsigned long seen = (unsigned long)born;
+    int linger = 0;
     pthread_mutex_lock(&fastnn_pool.lock);
     for (;;) {
         fastnn_chunk_fn fn;
         void *arg;
         long n, chunk;
-        while (fastnn_pool.generation == seen)
+        if (linger && fastnn_pool.generation == seen) {
+            pthread_mutex_unlock(&fastnn_pool.lock);
+            fastnn_pool_linger(seen);
+            pthread_mutex_lock(&fastnn_pool.lock);
+        }
+        while (fastnn_pool.generation == seen) {
+            fastnn_pool.sleeping++;
             pthread_cond_wait(&fastnn_pool.wake, &fastnn_pool.lock);
+            fastnn_pool.sleeping--;
+        }
         seen = fastnn_pool.generation;
+        linger = fastnn_pool.linger;    /* a worker too late for the loop lingers too */
         if (!fastnn_pool.open || fastnn_pool.seats == 0)
             continue;                   /* the caller has finished, or has enough help */
         fastnn_pool.seats--;
@@ -142,6 +189,7 @@ static void fastnn_pool_after_fork_child(void) {
     fastnn_pool.left = fresh;
     fastnn_pool.open = 0;
     fastnn_pool.inside = 0;
+    fastnn_pool.sleeping = 0;
     fastnn_pool.n_workers = 0;
     fastnn_pool.steered = 0;
 }
@@ -192,8 +240,8 @@ static int fastnn_pool_steer(void) {
     return 1;
 }
 
-static void fastnn_pool_for(fastnn_chunk_fn fn, void *arg, long n, long chunk,
-                            int n_threads) {
+static void fastnn_pool_for_linger(fastnn_chunk_fn fn, void *arg, long n, long chunk,
+                                   int n_threads, int linger) {
     long polls;
     int w;
     if (n_threads < 2 || n <= chunk || pthread_mutex_trylock(&fastnn_pool.busy) != 0) {
@@ -214,8 +262,10 @@ static void fastnn_pool_for(fastnn_chunk_fn fn, void *arg, long n, long chunk,
     fastnn_pool.next = 0;
     fastnn_pool.open = 1;
     fastnn_pool.seats = n_threads - 1;
-    fastnn_pool.generation++;
-    for (w = 0; w < n_threads - 1; w++)     /* a worker not waiting sees the generation */
+    fastnn_pool.linger = linger;
+    __atomic_store_n(&fastnn_pool.generation, fastnn_pool.generation + 1, __ATOMIC_RELAXED);
+    /* a worker not waiting (running, or lingering) sees the generation */
+    for (w = 0; w < n_threads - 1 && w < fastnn_pool.sleeping; w++)
         pthread_cond_signal(&fastnn_pool.wake);
     pthread_mutex_unlock(&fastnn_pool.lock);
 
@@ -253,4 +303,10 @@ static void fastnn_pool_pause_us(unsigned int us) {
 }
 
 #endif
+
+static void fastnn_pool_for(fastnn_chunk_fn fn, void *arg, long n, long chunk,
+                            int n_threads) {
+    fastnn_pool_for_linger(fn, arg, n, chunk, n_threads, 0);
+}
+
 #endif

@@ -4,7 +4,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 
-from fastnn._kernels.blas cimport gemm
+from fastnn._kernels.blas cimport gemm_threads
 from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
 
 
@@ -43,7 +43,7 @@ cdef inline void column_sums(const floating* a, floating* out, Py_ssize_t n, Py_
 cdef inline void linear_forward_core(const floating* x, const floating* w,
                                      const floating* b,      # NULL for no bias
                                      floating* y, Py_ssize_t n, Py_ssize_t n_in,
-                                     Py_ssize_t n_out) noexcept nogil:
+                                     Py_ssize_t n_out, int n_threads) noexcept nogil:
     cdef Py_ssize_t i, k
     if n == 0 or n_out == 0:
         return
@@ -51,8 +51,8 @@ cdef inline void linear_forward_core(const floating* x, const floating* w,
     for i in range(n):
         for k in range(n_out):
             y[i * n_out + k] = b[k] if b != NULL else 0
-    gemm(False, False, <int>n, <int>n_out, <int>n_in, <floating>1, x, <int>n_in,
-         w, <int>n_out, <floating>1, y, <int>n_out)
+    gemm_threads(False, False, <int>n, <int>n_out, <int>n_in, <floating>1, x, <int>n_in,
+                 w, <int>n_out, <floating>1, y, <int>n_out, n_threads)
 
 
 cdef inline void linear_backward_core(const floating* x, const floating* w, const floating* dy,
@@ -66,10 +66,10 @@ cdef inline void linear_backward_core(const floating* x, const floating* w, cons
     if n_in > 0:
         if dx != NULL and n > 0:
             # dx = dy @ w.T
-            gemm(False, True, <int>n, <int>n_in, <int>n_out, <floating>1, dy, <int>n_out,
-                 w, <int>n_out, <floating>0, dx, <int>n_in)
+            gemm_threads(False, True, <int>n, <int>n_in, <int>n_out, <floating>1, dy,
+                         <int>n_out, w, <int>n_out, <floating>0, dx, <int>n_in, n_threads)
         # dw = x.T @ dy  (zeros for an empty batch)
-        gemm(True, False, <int>n_in, <int>n_out, <int>n, <floating>1, x, <int>n_in,
-             dy, <int>n_out, <floating>0, dw, <int>n_out)
+        gemm_threads(True, False, <int>n_in, <int>n_out, <int>n, <floating>1, x, <int>n_in,
+                     dy, <int>n_out, <floating>0, dw, <int>n_out, n_threads)
     if db != NULL:
         column_sums(dy, db, n, n_out, n_threads)

@@ -26,7 +26,8 @@ def linear_forward(const floating[:, ::1] x not None,  # IN  (n, n_in)
     blas_threads_enter(n_threads, <double>n * n_in * n_out)
     try:
         with nogil:
-            linear_forward_core(&x[0, 0], &w[0, 0], b_ptr, &y[0, 0], n, n_in, n_out)
+            linear_forward_core(&x[0, 0], &w[0, 0], b_ptr, &y[0, 0], n, n_in, n_out,
+                                n_threads)
     finally:
         blas_threads_exit()
 

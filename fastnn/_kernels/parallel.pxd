@@ -21,6 +21,16 @@ ctypedef void (*chunk_fn)(void* arg, long lo, long hi) noexcept nogil
 # fn(arg, lo, hi) for every chunk [lo, hi) of [0, n), on up to n_threads threads; one
 # pool for the process, so it is defined once, in parallel.pyx
 cdef void pool_for(chunk_fn fn, void* arg, long n, long chunk, int n_threads) noexcept nogil
+# the same, the workers then polling for the next loop a while before they sleep (for
+# loops of a few tens of microseconds that come one after another)
+cdef void pool_for_linger(chunk_fn fn, void* arg, long n, long chunk,
+                          int n_threads) noexcept nogil
+
+# the thread count of scipy's BLAS now (0 when fastnn cannot tell)
+cdef int blas_threads_now() noexcept nogil
+# multiply-adds per part from which a product is split between the pool's threads
+# (blas.pxd); 0 for never
+cdef double gemm_split_part() noexcept nogil
 
 # sets *flag to 1; chunks running at once may call it (read the flag after pool_for)
 cdef void pool_flag_raise(int* flag) noexcept nogil

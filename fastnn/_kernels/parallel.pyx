@@ -9,8 +9,9 @@ first kernel in sets the count and the last one out puts the previous count back
 threads training or predicting at once never leave BLAS changed.
 
 The optimizer step, between the products, shares its chunks with a pool of sleeping
-workers (csrc/fastnn_pool.h): the one place where work of ours runs on a second core
-while BLAS's threads wait. It is defined here, once for the process.
+workers (csrc/fastnn_pool.h), while BLAS's threads wait; and while BLAS is on one thread,
+the pool's threads share the larger products between them (blas.pxd). The pool is
+defined here, once for the process.
 """
 from libc.stdint cimport int64_t, uint64_t
 
@@ -26,6 +27,8 @@ cdef extern from "fastnn_cpu.h":
 cdef extern from "fastnn_pool.h":
     void fastnn_pool_for(chunk_fn fn, void* arg, long n, long chunk,
                          int n_threads) noexcept nogil
+    void fastnn_pool_for_linger(chunk_fn fn, void* arg, long n, long chunk,
+                                int n_threads, int linger) noexcept nogil
     unsigned long fastnn_pool_thread_id() noexcept nogil
     void fastnn_pool_pause_us(unsigned int us) noexcept nogil
     void fastnn_pool_flag_raise(int* flag) noexcept nogil
@@ -76,6 +79,37 @@ def blas_threads():
 
 cdef void pool_for(chunk_fn fn, void* arg, long n, long chunk, int n_threads) noexcept nogil:
     fastnn_pool_for(fn, arg, n, chunk, n_threads)
+
+
+cdef void pool_for_linger(chunk_fn fn, void* arg, long n, long chunk,
+                          int n_threads) noexcept nogil:
+    fastnn_pool_for_linger(fn, arg, n, chunk, n_threads, 1)
+
+
+cdef int blas_threads_now() noexcept nogil:
+    return fastnn_blas_get_threads() if _bound else 0
+
+
+# From two parts of this many multiply-adds, a product is split between the pool's
+# threads while BLAS is on one thread (blas.pxd).
+cdef double GEMM_SPLIT_PART = 400000
+
+
+cdef double gemm_split_part() noexcept nogil:
+    return GEMM_SPLIT_PART
+
+
+def split_product_part():
+    """Multiply-adds per part from which a product is split between fastnn's threads
+    while BLAS runs on one (0: never)."""
+    return GEMM_SPLIT_PART
+
+
+def _set_gemm_split_part(double value):
+    """Change the multiply-adds per part from which products are split; 0 splits none
+    (for measuring where it should lie)."""
+    global GEMM_SPLIT_PART
+    GEMM_SPLIT_PART = value
 
 
 cdef void pool_flag_raise(int* flag) noexcept nogil:
@@ -135,9 +169,10 @@ cdef void _log_chunk(void* arg, long lo, long hi) noexcept nogil:
         log.runner[i] = fastnn_pool_thread_id()
 
 
-def _pool_for_log(long n_chunks, int n_threads, unsigned int pause_us):
+def _pool_for_log(long n_chunks, int n_threads, unsigned int pause_us, bint linger=False):
     """Run the pool over n_chunks one-element chunks that each pause pause_us (tests
-    only); returns how many times each chunk ran and how many threads ran chunks."""
+    only), its workers lingering after it if asked; returns how many times each chunk ran
+    and how many threads ran chunks."""
     runs = np.zeros(n_chunks, dtype=np.int64)
     runner = np.zeros(n_chunks, dtype=np.uint64)
     if n_chunks == 0:
@@ -149,7 +184,10 @@ def _pool_for_log(long n_chunks, int n_threads, unsigned int pause_us):
     log.runner = &runner_view[0]
     log.pause_us = pause_us
     with nogil:
-        pool_for(_log_chunk, &log, n_chunks, 1, n_threads)
+        if linger:
+            pool_for_linger(_log_chunk, &log, n_chunks, 1, n_threads)
+        else:
+            pool_for(_log_chunk, &log, n_chunks, 1, n_threads)
     return runs, len(np.unique(runner))
 
 

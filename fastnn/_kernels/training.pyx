@@ -134,7 +134,7 @@ cdef const floating* forward_batch(
         out = work + work_off[l, WORK_OUT]
         if kind == LAYER_LINEAR:
             linear_forward_core(inp, params + param_off[l, 0], at(params, param_off[l, 1]),
-                                out, n, w_in, w_out)
+                                out, n, w_in, w_out, n_threads)
         elif kind == LAYER_DROPOUT:
             if training:
                 dropout_core(inp, layer_args[l, 0], seeds[batch, l], out,

@@ -1,0 +1,131 @@
+"""Products split between fastnn's threads while BLAS runs on one (blas.pxd).
+
+Each part is a BLAS call of its own over a slice of rows (or columns) of the result, so
+a split product is its parts' results side by side: the same bits every call at a given
+thread count, the reference's values to rounding, and the compiled step and the
+per-layer path still agree."""
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import ops, reference
+from fastnn._kernels import parallel
+
+from conftest import normal, rtol_for
+from test_compiled_step import _assert_identical, _data, _fit_both
+
+pytestmark = pytest.mark.skipif(not parallel.blas_thread_control(),
+                                reason="no thread setter found for scipy's BLAS")
+
+POOL_BUILT = sys.platform.startswith("linux")     # elsewhere the pool runs serially
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+# the digits MLP's first layer at scikit-learn's batch of 200: 1.28M multiply-adds, two
+# parts at two threads, and each half below the size that is split
+N, N_IN, N_OUT = 200, 64, 100
+
+
+@pytest.fixture
+def two_threads(restore_threads):
+    """fastnn at 2 threads and scipy's BLAS at 2 (as on a 2-core machine), then as before."""
+    assert 2 * parallel.split_product_part() <= N * N_IN * N_OUT
+    assert N * N_IN * N_OUT / 2 < 2 * parallel.split_product_part()
+    before = parallel.blas_threads()
+    parallel._set_blas_threads_for_tests(2)
+    restore_threads.set_num_threads(2)
+    yield restore_threads
+    parallel._set_blas_threads_for_tests(before)
+
+
+def _operands(dtype):
+    return (normal((N, N_IN), dtype, "split-x"), normal((N_IN, N_OUT), dtype, "split-w"),
+            normal(N_OUT, dtype, "split-b"), normal((N, N_OUT), dtype, "split-dy"))
+
+
+def test_a_split_forward_is_its_row_halves_side_by_side(dtype, two_threads):
+    x, w, b, _ = _operands(dtype)
+    y = ops.linear_forward(x, w, b)
+    np.testing.assert_array_equal(y, ops.linear_forward(x, w, b))
+    two_threads.set_num_threads(1)
+    halves = np.vstack([ops.linear_forward(x[:N // 2], w, b),
+                        ops.linear_forward(x[N // 2:], w, b)])
+    np.testing.assert_array_equal(y, halves)
+    np.testing.assert_allclose(y, reference.linear_forward(x, w, b), rtol=rtol_for(dtype),
+                               atol=rtol_for(dtype))
+
+
+def test_a_split_backward_is_its_halves_side_by_side(dtype, two_threads):
+    # dx = dy @ w.T (200 x 64) in halves of rows; dw = x.T @ dy (64 x 100), which has
+    # fewer rows than columns, in halves of columns
+    x, w, _, dy = _operands(dtype)
+    dx, dw, db = ops.linear_backward(x, w, dy)
+    two_threads.set_num_threads(1)
+    top, bottom = (ops.linear_backward(x[rows], w, dy[rows])[0]
+                   for rows in (slice(0, N // 2), slice(N // 2, N)))
+    left, right = (ops.linear_backward(x, w[:, cols], dy[:, cols])[1]
+                   for cols in (slice(0, N_OUT // 2), slice(N_OUT // 2, N_OUT)))
+    np.testing.assert_array_equal(dx, np.vstack([top, bottom]))
+    np.testing.assert_array_equal(dw, np.hstack([left, right]))
+    for got, want in zip((dx, dw, db), reference.linear_backward(x, w, dy)):
+        np.testing.assert_allclose(got, want, rtol=rtol_for(dtype), atol=rtol_for(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_and_per_layer_agree_when_products_are_split(dtype, two_threads):
+    X, y = _data(2 * N + 17, N_IN, 10, dtype, "labels")      # a short last batch too
+
+    def make():
+        return fastnn.Sequential(fastnn.Linear(N_IN, N_OUT), fastnn.ReLU(),
+                                 fastnn.Linear(N_OUT, 10), dtype=dtype, seed=5)
+
+    fast, slow, hf, hs = _fit_both(make, X, y, epochs=2, batch_size=N, l2=1e-4)
+    _assert_identical(fast, slow, hf, hs)
+    again = make()
+    again.fit(X, y, epochs=2, batch_size=N, l2=1e-4)
+    np.testing.assert_array_equal(again._flat_params, fast._flat_params)
+
+
+def test_python_threads_splitting_at_once_each_get_their_result(two_threads):
+    x, w, b, _ = _operands(np.float32)
+    expected = ops.linear_forward(x, w, b)
+    inputs = [(x * s, w, b) for s in (1.0, 0.5, 2.0, -1.0)]
+    wanted = [ops.linear_forward(*args) for args in inputs]
+    errors = []
+    start = threading.Barrier(len(inputs))
+
+    def worker(i):
+        start.wait()
+        for _ in range(50):
+            if not np.array_equal(ops.linear_forward(*inputs[i]), wanted[i]):
+                errors.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    np.testing.assert_array_equal(ops.linear_forward(x, w, b), expected)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 37])
+def test_lingering_loops_run_every_chunk_once(n_chunks):
+    for linger in (True, True, False, True):
+        runs, threads = parallel._pool_for_log(n_chunks, 2, 200, linger=linger)
+        assert (runs == 1).all()
+        assert threads <= min(2, n_chunks)
+
+
+@pytest.mark.skipif(not POOL_BUILT or CPUS < 2, reason="needs the pool and 2 CPUs")
+def test_a_lingering_worker_goes_to_sleep():
+    # it polls for at most FASTNN_POOL_LINGER_NS (0.3 ms) after the loop: over the next
+    # 0.2 s the process uses next to no CPU, where a worker that kept polling would use
+    # all 0.2 s of one
+    parallel._pool_for_log(37, 2, 100, linger=True)
+    before = time.process_time()
+    time.sleep(0.2)
+    assert time.process_time() - before < 0.05
