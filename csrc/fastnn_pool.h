@@ -1,5 +1,6 @@
 /* Worker threads that share a loop of independent chunks with the calling thread: the
- * optimizer step, which runs between matrix products while OpenBLAS's threads idle.
+ * optimizer step, which runs between matrix products while OpenBLAS's threads idle, and
+ * the parts of a product split between threads while BLAS runs on one.
  *
  * fastnn_pool_for(fn, arg, n, chunk, n_threads) calls fn(arg, lo, hi) once for every
  * chunk [lo, hi) of [0, n), on the caller and on up to n_threads - 1 workers, and
