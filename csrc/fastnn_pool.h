@@ -24,11 +24,12 @@
  * CPU runs every chunk itself.
  *
  * Why a loop may ask its workers to linger: a matrix product split between the threads
- * (fastnn_gemm_split.h) takes some tens of microseconds, so a worker woken late would
- * arrive when the caller has done both halves. After such a loop the workers poll for
- * the next one for up to FASTNN_POOL_LINGER_NS before they sleep. Those loops run only
- * while BLAS is on one thread, so no BLAS worker is kept from the CPU; the poll yields
- * the CPU every FASTNN_POOL_LINGER_YIELD polls all the same.
+ * (gemm_threads in fastnn/_kernels/blas.pxd) takes some tens of microseconds, so a
+ * worker woken late would arrive when the caller has done both halves. After such a
+ * loop the workers poll for the next one for up to FASTNN_POOL_LINGER_NS before they
+ * sleep. Those loops run only while scipy's BLAS is on one thread, so none of its
+ * workers is kept from the CPU; the poll yields the CPU every FASTNN_POOL_LINGER_YIELD
+ * polls all the same.
  *
  * One caller at a time uses the workers; a second caller meanwhile (another Python
  * thread) runs every chunk itself. After fork() the child starts with no workers. */

@@ -43,7 +43,7 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 # of columns) of C, one per thread, and the pool's threads multiply the parts at once,
 # each part a BLAS call of its own. Measured on a 2-core AMD EPYC: a batch's five
 # products of the digits MLP (the largest 200 x 64 x 100) took 0.55-0.61x the one-thread
-# time in two parts, OpenBLAS's own two threads 0.90-1.0x; an MLPClassifier epoch on
+# time in two parts, OpenBLAS's own two threads 0.88-1.01x; an MLPClassifier epoch on
 # digits took 0.63-0.69 against 0.72-0.83 ms. Parts of 200k multiply-adds did not pay.
 # A part's bits depend only on the shapes and the number of parts, which depends only on
 # the shapes and the thread count: results stay the same at a given thread count.
