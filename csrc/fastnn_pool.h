@@ -31,12 +31,29 @@
  * workers is kept from the CPU; the poll yields the CPU every FASTNN_POOL_LINGER_YIELD
  * polls all the same.
  *
+ * Why a step may run its lingering loops alone: on these 2-core machines, in stretches
+ * of some seconds, a step whose parts the worker shared took twice as long as the same
+ * step on the caller alone, and otherwise it gained little. MLPClassifier on digits, 200
+ * epochs a fit, 290 fits each way, alternating: with the worker a median of 0.678 ms
+ * per epoch, 24 fits above 1.1 ms (up to 1.71); the caller alone (the same parts, one
+ * after the other) 0.638 ms, none above 0.86. So a caller that repeats one step (the
+ * training step's batches) times it both ways and runs the faster
+ * (fastnn_pool_tuning_start/stop, below): 0.643 ms, none above 0.86. Which thread runs a
+ * chunk never changes a result, so neither does this. The way is one flag for the
+ * process: two callers training at once may choose each other's way (speed only).
+ *
  * One caller at a time uses the workers; a second caller meanwhile (another Python
  * thread) runs every chunk itself. After fork() the child starts with no workers. */
 #ifndef FASTNN_POOL_H
 #define FASTNN_POOL_H
 
 typedef void (*fastnn_chunk_fn)(void *arg, long lo, long hi);
+
+/* 1 while the lingering loops are to run on the caller alone (atomic) */
+static int fastnn_pool_solo = 0;
+/* -1: the tuning below decides; 0 or 1: every step runs with (0) or without (1) the
+ * workers (for tests and measurements) */
+static int fastnn_pool_solo_forced = -1;
 
 static void fastnn_serial_for(fastnn_chunk_fn fn, void *arg, long n, long chunk) {
     long lo;
@@ -246,7 +263,9 @@ static void fastnn_pool_for_linger(fastnn_chunk_fn fn, void *arg, long n, long c
                                    int n_threads, int linger) {
     long polls;
     int w;
-    if (n_threads < 2 || n <= chunk || pthread_mutex_trylock(&fastnn_pool.busy) != 0) {
+    if (n_threads < 2 || n <= chunk || (linger && __atomic_load_n(&fastnn_pool_solo,
+                                                                 __ATOMIC_RELAXED)) ||
+            pthread_mutex_trylock(&fastnn_pool.busy) != 0) {
         fastnn_serial_for(fn, arg, n, chunk);
         return;
     }
@@ -309,6 +328,62 @@ static void fastnn_pool_pause_us(unsigned int us) {
 static void fastnn_pool_for(fastnn_chunk_fn fn, void *arg, long n, long chunk,
                             int n_threads) {
     fastnn_pool_for_linger(fn, arg, n, chunk, n_threads, 0);
+}
+
+/* ---- with or without the workers: timing a repeated step --------------------------
+ * The caller keeps FASTNN_POOL_TUNING doubles, zeros at first: the mean time per unit
+ * of work (a batch's rows) of its steps with the workers and without (0 until
+ * measured), the steps so far, and the current step's way. Each step runs the faster
+ * way; every FASTNN_POOL_EXPLORE-th step the other, to follow the machine (less often
+ * while one way is clearly ahead). */
+#define FASTNN_POOL_TUNING 4
+#define FASTNN_POOL_EXPLORE 32
+#define FASTNN_POOL_EXPLORE_CLEAR 128
+/* the weight of a new time in the running mean */
+#define FASTNN_POOL_TUNING_WEIGHT 0.125
+
+static long fastnn_pool_clock_ns(void) {
+#if defined(__linux__) && defined(__GNUC__)
+    return fastnn_pool_now_ns();
+#else
+    return 0;
+#endif
+}
+
+/* Before a step: choose its way and return the time to give fastnn_pool_tuning_stop. */
+static long fastnn_pool_tuning_start(double *tuning) {
+    int solo, faster;
+    long period, step = (long)tuning[2];
+    if (fastnn_pool_solo_forced >= 0) {
+        solo = fastnn_pool_solo_forced;
+    } else if (tuning[0] <= 0) {
+        solo = 0;
+    } else if (tuning[1] <= 0) {
+        solo = 1;
+    } else {
+        faster = tuning[1] < tuning[0];        /* 1: alone is faster */
+        period = (tuning[0] > 1.2 * tuning[1] || tuning[1] > 1.2 * tuning[0])
+                 ? FASTNN_POOL_EXPLORE_CLEAR : FASTNN_POOL_EXPLORE;
+        solo = step % period == period - 1 ? !faster : faster;
+    }
+    tuning[3] = solo;
+    __atomic_store_n(&fastnn_pool_solo, solo, __ATOMIC_RELAXED);
+    return fastnn_pool_clock_ns();
+}
+
+/* After the step begun at `start`, which did `units` of work; units <= 0 for a step cut
+ * short, which is not timed. */
+static void fastnn_pool_tuning_stop(double *tuning, long start, double units) {
+    int solo = tuning[3] != 0;
+    double t = (double)(fastnn_pool_clock_ns() - start) / (units > 0 ? units : 1);
+    __atomic_store_n(&fastnn_pool_solo, 0, __ATOMIC_RELAXED);
+    if (units <= 0)
+        return;
+    if (tuning[solo] <= 0)
+        tuning[solo] = t > 0 ? t : 1e-9;
+    else
+        tuning[solo] += (t - tuning[solo]) * FASTNN_POOL_TUNING_WEIGHT;
+    tuning[2] += 1;
 }
 
 #endif

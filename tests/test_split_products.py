@@ -129,3 +129,90 @@ def test_a_lingering_worker_goes_to_sleep():
     before = time.process_time()
     time.sleep(0.2)
     assert time.process_time() - before < 0.05
+
+
+@pytest.fixture
+def forced_way():
+    """parallel._force_pool_solo, put back to the timing's choice afterwards."""
+    yield parallel._force_pool_solo
+    parallel._force_pool_solo(-1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_with_or_without_the_workers_gives_the_same_bits(dtype, two_threads,
+                                                                   forced_way):
+    # the training step times its batches with the pool's workers and without them and
+    # runs the faster way (csrc/fastnn_pool.h); who runs a part never changes a result
+    X, y = _data(2 * N + 17, N_IN, 10, dtype, "labels")
+
+    def fit(way):
+        forced_way(way)
+        model = fastnn.Sequential(fastnn.Linear(N_IN, N_OUT), fastnn.ReLU(),
+                                  fastnn.Linear(N_OUT, 10), dtype=dtype, seed=5)
+        model.fit(X, y, epochs=3, batch_size=N, l2=1e-4)
+        return model._flat_params.copy()
+
+    tuned = fit(-1)
+    np.testing.assert_array_equal(fit(0), tuned)
+    np.testing.assert_array_equal(fit(1), tuned)
+    per_layer = fastnn.Sequential(fastnn.Linear(N_IN, N_OUT), fastnn.ReLU(),
+                                  fastnn.Linear(N_OUT, 10), dtype=dtype, seed=5)
+    forced_way(1)
+    per_layer.fit(X, y, epochs=3, batch_size=N, l2=1e-4, compiled=False)
+    np.testing.assert_array_equal(per_layer._flat_params, tuned)
+
+
+def _tuning_after_epochs(epochs, way, forced_way):
+    """The training step's timing of its batches after `epochs` epochs of 3 batches."""
+    from fastnn.nn import _compiled
+    X, y = _data(2 * N + 17, N_IN, 10, np.float32, "labels")
+    seen = []
+    real_run = _compiled.EpochRunner.run_epoch
+
+    def keep(self, *args, **kwargs):
+        seen.append(self.pool_tuning)
+        return real_run(self, *args, **kwargs)
+
+    forced_way(way)
+    _compiled.EpochRunner.run_epoch = keep
+    try:
+        fastnn.Sequential(fastnn.Linear(N_IN, N_OUT), fastnn.ReLU(),
+                          fastnn.Linear(N_OUT, 10), seed=5).fit(X, y, epochs=epochs,
+                                                                batch_size=N)
+    finally:
+        _compiled.EpochRunner.run_epoch = real_run
+    assert all(t is seen[0] for t in seen), "the timing is kept across the fit's epochs"
+    return seen[0]
+
+
+def test_the_training_step_times_both_ways_and_keeps_its_timing(two_threads, forced_way):
+    helped, alone, steps, _ = _tuning_after_epochs(4, -1, forced_way)
+    assert steps == 12                      # 4 epochs of 3 batches, each timed
+    assert helped > 0 and alone > 0         # the first two batches try both ways
+    helped, alone, steps, _ = _tuning_after_epochs(2, 1, forced_way)
+    assert (steps, helped) == (6, 0) and alone > 0
+    helped, alone, steps, _ = _tuning_after_epochs(2, 0, forced_way)
+    assert (steps, alone) == (6, 0) and helped > 0
+
+
+def test_one_thread_does_not_time_the_ways(restore_threads, forced_way):
+    restore_threads.set_num_threads(1)
+    assert tuple(_tuning_after_epochs(2, -1, forced_way)) == (0, 0, 0, 0)
+
+
+@pytest.mark.skipif(not POOL_BUILT or CPUS < 2, reason="needs the pool and 2 CPUs")
+def test_after_training_alone_the_workers_take_part_again(two_threads, forced_way):
+    _tuning_after_epochs(1, 1, forced_way)
+    forced_way(-1)
+    # each chunk pauses 2 ms: the caller cannot run all four before a worker joins
+    _, threads = parallel._pool_for_log(4, 2, 2000, linger=True)
+    assert threads == 2
+
+
+def test_the_way_and_the_timing_are_checked(forced_way):
+    with pytest.raises(ValueError, match="way must be"):
+        forced_way(2)
+    assert forced_way(-1) == -1
+    from fastnn._kernels import training_module
+    kernel = training_module()
+    assert kernel.POOL_TUNING_SIZE == 4

@@ -45,6 +45,11 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 # products of the digits MLP (the largest 200 x 64 x 100) took 0.55-0.61x the one-thread
 # time in two parts, OpenBLAS's own two threads 0.88-1.01x; an MLPClassifier epoch on
 # digits took 0.63-0.69 against 0.72-0.83 ms. Parts of 200k multiply-adds did not pay.
+# Much of that gain is the parts' size, not the second thread: OpenBLAS multiplies
+# matrices this small without packing them, and on the caller alone the two parts of
+# 200 x 64 x 100, one after the other, took 29.5 against 33 us for the whole. The
+# training step runs its parts with the pool's worker or without it, whichever it
+# measures faster (csrc/fastnn_pool.h).
 # A part's bits depend only on the shapes and the number of parts, which depends only on
 # the shapes and the thread count: results stay the same at a given thread count.
 

@@ -34,3 +34,11 @@ cdef double gemm_split_part() noexcept nogil
 
 # sets *flag to 1; chunks running at once may call it (read the flag after pool_for)
 cdef void pool_flag_raise(int* flag) noexcept nogil
+
+# A repeated step (the training step's batches) timed with and without the pool's workers
+# in its lingering loops, to run the faster way (csrc/fastnn_pool.h); tuning is the
+# caller's POOL_TUNING doubles, zeros at first. Results do not depend on the way.
+cdef enum:
+    POOL_TUNING = 4
+cdef long pool_tuning_start(double* tuning) noexcept nogil
+cdef void pool_tuning_stop(double* tuning, long start, double units) noexcept nogil

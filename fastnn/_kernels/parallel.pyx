@@ -32,6 +32,10 @@ cdef extern from "fastnn_pool.h":
     unsigned long fastnn_pool_thread_id() noexcept nogil
     void fastnn_pool_pause_us(unsigned int us) noexcept nogil
     void fastnn_pool_flag_raise(int* flag) noexcept nogil
+    int FASTNN_POOL_TUNING
+    int fastnn_pool_solo_forced
+    long fastnn_pool_tuning_start(double* tuning) noexcept nogil
+    void fastnn_pool_tuning_stop(double* tuning, long start, double units) noexcept nogil
 
 cdef extern from "fastnn_blas_threads.h":
     int fastnn_blas_bind(const char* module_path)
@@ -114,6 +118,29 @@ def _set_gemm_split_part(double value):
 
 cdef void pool_flag_raise(int* flag) noexcept nogil:
     fastnn_pool_flag_raise(flag)
+
+
+assert FASTNN_POOL_TUNING == POOL_TUNING
+
+
+cdef long pool_tuning_start(double* tuning) noexcept nogil:
+    return fastnn_pool_tuning_start(tuning)
+
+
+cdef void pool_tuning_stop(double* tuning, long start, double units) noexcept nogil:
+    fastnn_pool_tuning_stop(tuning, start, units)
+
+
+def _force_pool_solo(int way):
+    """Make every tuned step run its lingering loops with the workers (0) or without
+    them (1), or let the timing decide (-1); returns the previous setting (for tests and
+    measurements)."""
+    global fastnn_pool_solo_forced
+    if way not in (-1, 0, 1):
+        raise ValueError(f"way must be -1, 0 or 1, not {way}")
+    previous = fastnn_pool_solo_forced
+    fastnn_pool_solo_forced = way
+    return previous
 
 
 cdef int blas_threads_enter(int n_threads, double largest_product) noexcept:

@@ -18,7 +18,9 @@ from fastnn._aligned import aligned_empty
 
 from fastnn._kernels.activations cimport activation_forward_n, activation_backward_n
 from fastnn._kernels.common cimport all_finite_core
-from fastnn._kernels.parallel cimport POOL_CHUNK, pool_flag_raise, pool_for, pool_threads
+from fastnn._kernels.parallel cimport (
+    POOL_CHUNK, POOL_TUNING, pool_flag_raise, pool_for, pool_threads, pool_tuning_start,
+    pool_tuning_stop)
 from fastnn._kernels.batchnorm cimport (
     batchnorm_forward_core, batchnorm_backward_core, batchnorm_running_update_core,
     batchnorm_eval_core)
@@ -69,6 +71,7 @@ cdef enum:
     WORK_STATS = 2
 
 LINEAR, RELU, SIGMOID, TANH, DROPOUT, BATCHNORM = range(6)
+POOL_TUNING_SIZE = POOL_TUNING
 CROSS_ENTROPY_LABELS, CROSS_ENTROPY_PROBS, MSE, BCE_WITH_LOGITS = range(4)
 SGD, ADAM, ADAMW = range(3)
 OPT_ARGS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps",
@@ -351,7 +354,8 @@ def train_epoch(
         int64_t[::1] step_count not None,      # IN/OUT (1,) optimizer steps taken so far
         double[::1] batch_losses not None,     # OUT (n_batches,) loss + penalty of each batch
         bint check_input,                    # test each batch's rows for NaN and infinity
-        int n_threads):
+        int n_threads,
+        double[::1] pool_tuning=None):       # IN/OUT POOL_TUNING doubles kept between epochs, or None
     """Run every batch: gather its rows, forward, loss, backward, penalties, optimizer step.
 
     The loss of a batch is the mean over its rows (weighted by sample_weight when given)
@@ -367,6 +371,10 @@ def train_epoch(
     and the return is then -1 - (that batch's index): the rows are tested as they are
     gathered, in cache, where a separate pass over X would read it all from memory
     once more (14-23 ms for 60k x 784 float32).
+
+    With pool_tuning, while BLAS is on one thread and so products are split between
+    fastnn's threads, each batch runs with the pool's workers or without them, whichever
+    its timing shows faster (csrc/fastnn_pool.h); the results are the same either way.
     """
     cdef Py_ssize_t l, k, completed, widest = 0
     cdef Py_ssize_t n_layers = kinds.shape[0], n_batches = bounds.shape[0] - 1
@@ -382,6 +390,7 @@ def train_epoch(
     cdef const floating* tgt = &targets[0, 0] if targets is not None else NULL
     cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
     cdef const int64_t* perm = &order[0] if order is not None else NULL
+    cdef double* tuning = NULL
 
     # what the caller (fastnn.nn._compiled.EpochRunner) guarantees, checked: a wrong size
     # would read or write out of bounds
@@ -417,6 +426,8 @@ def train_epoch(
             seeds.shape[0] < n_batches or seeds.shape[1] < n_layers or
             step_count.shape[0] < 1 or opt_args.shape[0] < N_OPT_ARGS):
         raise ValueError("a per-batch or per-step array is too short")
+    if pool_tuning is not None and pool_tuning.shape[0] != POOL_TUNING:
+        raise ValueError(f"pool_tuning must hold {POOL_TUNING} doubles")
 
     for l in range(n_layers):
         if kinds[l] == LAYER_LINEAR or kinds[l] == LAYER_BATCHNORM:
@@ -436,7 +447,9 @@ def train_epoch(
                 (sw != NULL and weight_batch.shape[0] < x_batch.shape[0]):
             raise ValueError("a batch workspace is smaller than x_batch")
 
-    blas_threads_enter(n_threads, largest_product(kinds, widths, bounds_max(bounds)))
+    if blas_threads_enter(n_threads, largest_product(kinds, widths, bounds_max(bounds))) == 1 \
+            and n_threads > 1 and pool_tuning is not None:
+        tuning = &pool_tuning[0]
     try:
         completed = _run_batches(
             X, perm, lab, tgt, sw, bounds, x_batch, label_batch, target_batch, weight_batch,
@@ -444,7 +457,7 @@ def train_epoch(
             p, gr, buf, ws, s1, s2, hint, row_loss, loss_kind, label_smoothing, loss_scale,
             grad_scale, loss_clip, n_penalised, l1, l2, l2_per_weight, opt_kind, opt_args,
             step_count, batch_losses, n_params, n_in, first_param_layer, check_input,
-            n_threads)
+            n_threads, tuning)
     finally:
         blas_threads_exit()
     return completed
@@ -464,9 +477,11 @@ cdef Py_ssize_t _run_batches(
         Py_ssize_t n_penalised, double l1, double l2, double l2_per_weight,
         int opt_kind, const double[::1] opt_args, int64_t[::1] step_count,
         double[::1] batch_losses, Py_ssize_t n_params, Py_ssize_t n_in,
-        Py_ssize_t first_param_layer, bint check_input, int n_threads) noexcept:
+        Py_ssize_t first_param_layer, bint check_input, int n_threads,
+        double* tuning) noexcept:
     """train_epoch's batches, with the GIL released."""
     cdef Py_ssize_t b, l, lo, n, k, w_in, w_out, i, completed = 0
+    cdef long started = 0
     cdef Py_ssize_t n_layers = kinds.shape[0], n_batches = bounds.shape[0] - 1
     cdef floating* g
     cdef floating* other
@@ -493,6 +508,8 @@ cdef Py_ssize_t _run_batches(
         for b in range(n_batches):
             lo = bounds[b]
             n = bounds[b + 1] - lo
+            if tuning != NULL:
+                started = pool_tuning_start(tuning)
             if perm != NULL:
                 # this batch's rows, copied once into a buffer that stays in cache
                 if not batch_rows(&X[0, 0], perm + lo, n, n_in, &x_batch[0, 0],
@@ -614,6 +631,10 @@ cdef Py_ssize_t _run_batches(
                                adam_hint, eps_on_raw_moment)
             step_count[0] += 1
             completed += 1
+            if tuning != NULL:
+                pool_tuning_stop(tuning, started, <double>n)
+    if tuning != NULL:
+        pool_tuning_stop(tuning, started, -1)      # after a batch cut short: no time
     return completed
 
 

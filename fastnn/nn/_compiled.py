@@ -161,6 +161,8 @@ class EpochRunner:
         self.target_batch = aligned_empty((max_batch, int(plan.widths[-1])), model.dtype)
         self.weight_batch = np.empty(max_batch, dtype=model.dtype)
         self.step_count = np.zeros(1, dtype=np.int64)
+        # the kernel's timing of its batches with and without fastnn's second thread
+        self.pool_tuning = np.zeros(_kernel.POOL_TUNING_SIZE, dtype=np.float64)
         if isinstance(opt, SGD):
             self.opt_kind = _kernel.SGD
             self.state = (opt._state("momentum_buffer", 0, model._flat_params),
@@ -242,7 +244,7 @@ class EpochRunner:
             self.loss_scale, self.grad_scale, self.loss_clip, model._n_penalised, self.l1,
             self.l2, self.l2_per_weight, self.opt_kind, self.opt_args,
             self.state[0], self.state[1], self.adam_hint, self.step_count, batch_losses,
-            check_input, get_num_threads())
+            check_input, get_num_threads(), self.pool_tuning)
         opt.step_count = int(self.step_count[0])
         if completed < 0:
             raise NonFiniteInput(f"X contains NaN or infinity (batch {-completed})")
