@@ -25,7 +25,8 @@ from fastnn._kernels.batchnorm cimport (
     batchnorm_forward_core, batchnorm_backward_core, batchnorm_running_update_core,
     batchnorm_eval_core)
 from fastnn._kernels.dropout cimport dropout_core
-from fastnn._kernels.linear cimport linear_forward_core, linear_backward_core
+from fastnn._kernels.linear cimport (
+    linear_act_forward_core, linear_forward_core, linear_backward_core)
 from fastnn._kernels.losses cimport mse_core, bce_term, bce_with_logits_core
 from fastnn._kernels.parallel cimport blas_threads_enter, blas_threads_exit
 from fastnn._kernels.optimizers cimport (
@@ -130,11 +131,23 @@ cdef const floating* forward_batch(
     cdef floating* out
     cdef floating* stats
     cdef int kind
-    for l in range(n_layers):
+    l = 0
+    while l < n_layers:
         kind = kinds[l]
         w_in = widths[l]
         w_out = widths[l + 1]
         out = work + work_off[l, WORK_OUT]
+        if kind == LAYER_LINEAR and l + 1 < n_layers and \
+                LAYER_RELU <= kinds[l + 1] <= LAYER_TANH:
+            # with the activation after it, in one pass (linear.pxd); the linear slot then
+            # holds the bare product, which the backward pass does not read
+            linear_act_forward_core(inp, params + param_off[l, 0],
+                                    at(params, param_off[l, 1]), out,
+                                    work + work_off[l + 1, WORK_OUT], kinds[l + 1],
+                                    n, w_in, w_out, n_threads)
+            inp = work + work_off[l + 1, WORK_OUT]
+            l += 2
+            continue
         if kind == LAYER_LINEAR:
             linear_forward_core(inp, params + param_off[l, 0], at(params, param_off[l, 1]),
                                 out, n, w_in, w_out, n_threads)
@@ -160,6 +173,7 @@ cdef const floating* forward_batch(
         else:
             activation_forward_n(kind, inp, out, n * w_in, n_threads)
         inp = out
+        l += 1
     return inp
 
 
@@ -610,7 +624,10 @@ cdef Py_ssize_t _run_batches(
                                             gr + param_off[l, 0], gr + param_off[l, 1],
                                             n, w_in, n_threads)
                 else:
-                    activation_backward_n(kind, inp, out, g, g, n * w_in, n_threads)
+                    # ReLU's gradient from its output: its input is not kept after a
+                    # linear layer (forward_batch)
+                    activation_backward_n(kind, out if kind == LAYER_RELU else inp, out, g, g,
+                                          n * w_in, n_threads)
                 l -= 1
 
             l2_batch = l2
