@@ -216,3 +216,20 @@ def test_the_way_and_the_timing_are_checked(forced_way):
     from fastnn._kernels import training_module
     kernel = training_module()
     assert kernel.POOL_TUNING_SIZE == 4
+
+
+def test_on_one_thread_a_mid_size_product_is_its_halves_one_after_the_other(dtype,
+                                                                           restore_threads):
+    # under the size from which BLAS may use threads, one thread multiplies the two parts
+    # in turn: OpenBLAS's small-matrix kernels are faster on them than on the whole
+    assert N * N_IN * N_OUT < parallel.blas_parallel_product()
+    restore_threads.set_num_threads(1)
+    x, w, b, dy = _operands(dtype)
+    y = ops.linear_forward(x, w, b)
+    halves = np.vstack([ops.linear_forward(x[:N // 2], w, b),
+                        ops.linear_forward(x[N // 2:], w, b)])
+    np.testing.assert_array_equal(y, halves)
+    dw = ops.linear_backward(x, w, dy)[1]
+    left, right = (ops.linear_backward(x, w[:, cols], dy[:, cols])[1]
+                   for cols in (slice(0, N_OUT // 2), slice(N_OUT // 2, N_OUT)))
+    np.testing.assert_array_equal(dw, np.hstack([left, right]))

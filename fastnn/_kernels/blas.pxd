@@ -2,7 +2,8 @@
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from fastnn._kernels.parallel cimport blas_threads_now, gemm_split_part, pool_for_linger
+from fastnn._kernels.parallel cimport (
+    blas_parallel_product_now, blas_threads_now, gemm_split_part, pool_for_linger)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -49,7 +50,8 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 # matrices this small without packing them, and on the caller alone the two parts of
 # 200 x 64 x 100, one after the other, took 29.5 against 33 us for the whole. The
 # training step runs its parts with the pool's worker or without it, whichever it
-# measures faster (csrc/fastnn_pool.h).
+# measures faster (csrc/fastnn_pool.h), and on one thread such a product (under the
+# size from which BLAS may use threads) is cut in two parts all the same.
 # A part's bits depend only on the shapes and the number of parts, which depends only on
 # the shapes and the thread count: results stay the same at a given thread count.
 
@@ -88,11 +90,15 @@ cdef inline void gemm_part_double(void* arg, long lo, long hi) noexcept nogil:
 
 
 cdef inline int gemm_parts(int m, int n, int k, int n_threads) noexcept nogil:
-    """How many parts gemm_threads cuts C (m, n) = op(A) (m, k) @ op(B) into."""
+    """How many parts gemm_threads cuts C (m, n) = op(A) (m, k) @ op(B) into: one per
+    thread, and on one thread two for a product under blas_parallel_product() (the
+    parts' size is the gain there, see above)."""
     cdef double size = <double>m * n * k, part = gemm_split_part()
     cdef int parts
-    if n_threads < 2 or part <= 0 or size < 2.0 * part or blas_threads_now() != 1:
+    if part <= 0 or size < 2.0 * part or blas_threads_now() != 1:
         return 1
+    if n_threads < 2:
+        return 1 if size >= blas_parallel_product_now() else min(2, max(m, n))
     parts = <int>(size / part)
     return min(parts, n_threads, max(m, n))
 
@@ -125,6 +131,8 @@ cdef inline void gemm_threads(bint trans_a, bint trans_b, int m, int n, int k,
     s.c = c
     size = m if s.by_rows else n
     if floating is float:
-        pool_for_linger(gemm_part_float, &s, size, (size + parts - 1) // parts, parts)
+        pool_for_linger(gemm_part_float, &s, size, (size + parts - 1) // parts,
+                        min(parts, n_threads))
     else:
-        pool_for_linger(gemm_part_double, &s, size, (size + parts - 1) // parts, parts)
+        pool_for_linger(gemm_part_double, &s, size, (size + parts - 1) // parts,
+                        min(parts, n_threads))

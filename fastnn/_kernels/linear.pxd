@@ -139,9 +139,11 @@ cdef inline void linear_act_forward_core(const floating* x, const floating* w,
     s.out = out
     s.act = act
     if floating is float:
-        pool_for_linger(linear_rows_float, &s, n, (n + parts - 1) // parts, parts)
+        pool_for_linger(linear_rows_float, &s, n, (n + parts - 1) // parts,
+                        min(parts, n_threads))
     else:
-        pool_for_linger(linear_rows_double, &s, n, (n + parts - 1) // parts, parts)
+        pool_for_linger(linear_rows_double, &s, n, (n + parts - 1) // parts,
+                        min(parts, n_threads))
 
 
 cdef inline void linear_forward_core(const floating* x, const floating* w,

@@ -28,6 +28,8 @@ cdef void pool_for_linger(chunk_fn fn, void* arg, long n, long chunk,
 
 # the thread count of scipy's BLAS now (0 when fastnn cannot tell)
 cdef int blas_threads_now() noexcept nogil
+# multiply-adds in a kernel's largest product from which BLAS may use several threads
+cdef double blas_parallel_product_now() noexcept nogil
 # multiply-adds per part from which a product is split between the pool's threads
 # (blas.pxd); 0 for never
 cdef double gemm_split_part() noexcept nogil

@@ -94,6 +94,10 @@ cdef int blas_threads_now() noexcept nogil:
     return fastnn_blas_get_threads() if _bound else 0
 
 
+cdef double blas_parallel_product_now() noexcept nogil:
+    return BLAS_PARALLEL_PRODUCT
+
+
 # From two parts of this many multiply-adds, a product is split between the pool's
 # threads while BLAS is on one thread (blas.pxd).
 cdef double GEMM_SPLIT_PART = 400000
