@@ -3,7 +3,7 @@ from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from fastnn._kernels.parallel cimport (
-    blas_parallel_product_now, blas_threads_now, gemm_split_part, pool_for_linger)
+    blas_parallel_product_now, blas_threads_now, chunk_fn, gemm_split_part, pool_for_linger)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -103,18 +103,12 @@ cdef inline int gemm_parts(int m, int n, int k, int n_threads) noexcept nogil:
     return min(parts, n_threads, max(m, n))
 
 
-cdef inline void gemm_threads(bint trans_a, bint trans_b, int m, int n, int k,
-                              floating alpha, const floating* a, int lda,
-                              const floating* b, int ldb,
-                              floating beta, floating* c, int ldc,
-                              int n_threads) noexcept nogil:
-    """gemm, on up to n_threads threads while BLAS runs on one (see above)."""
-    cdef GemmSplit s
-    cdef int parts = gemm_parts(m, n, k, n_threads)
-    cdef long size
-    if parts < 2 or k <= 0:
-        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        return
+cdef inline void gemm_split_set(GemmSplit* s, bint trans_a, bint trans_b, int m, int n,
+                                int k, double alpha, const void* a, int lda,
+                                const void* b, int ldb, double beta, void* c,
+                                int ldc) noexcept nogil:
+    """Describe C = alpha * op(A) @ op(B) + beta * C for parts of rows (m >= n) or of
+    columns of C."""
     s.trans_a = trans_a
     s.trans_b = trans_b
     s.by_rows = m >= n
@@ -129,10 +123,26 @@ cdef inline void gemm_threads(bint trans_a, bint trans_b, int m, int n, int k,
     s.a = a
     s.b = b
     s.c = c
-    size = m if s.by_rows else n
-    if floating is float:
-        pool_for_linger(gemm_part_float, &s, size, (size + parts - 1) // parts,
-                        min(parts, n_threads))
-    else:
-        pool_for_linger(gemm_part_double, &s, size, (size + parts - 1) // parts,
-                        min(parts, n_threads))
+
+
+cdef inline void gemm_split_run(chunk_fn fn, void* arg, const GemmSplit* s, int parts,
+                                int n_threads) noexcept nogil:
+    """fn(arg, lo, hi) over the parts of s's rows or columns, on up to n_threads threads."""
+    cdef long size = s.m if s.by_rows else s.n
+    pool_for_linger(fn, arg, size, (size + parts - 1) // parts, min(parts, n_threads))
+
+
+cdef inline void gemm_threads(bint trans_a, bint trans_b, int m, int n, int k,
+                              floating alpha, const floating* a, int lda,
+                              const floating* b, int ldb,
+                              floating beta, floating* c, int ldc,
+                              int n_threads) noexcept nogil:
+    """gemm, on up to n_threads threads while BLAS runs on one (see above)."""
+    cdef GemmSplit s
+    cdef int parts = gemm_parts(m, n, k, n_threads)
+    if parts < 2 or k <= 0:
+        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    gemm_split_set(&s, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    gemm_split_run(gemm_part_float if floating is float else gemm_part_double, &s, &s,
+                   parts, n_threads)

@@ -6,9 +6,9 @@ from cython.parallel cimport prange
 
 from fastnn._kernels.activations cimport (
     ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_TANH, activate, activation_forward_range)
-from fastnn._kernels.blas cimport GemmSplit, gemm_part, gemm_parts, gemm_threads
+from fastnn._kernels.blas cimport (
+    GemmSplit, gemm_part, gemm_parts, gemm_split_run, gemm_split_set, gemm_threads)
 from fastnn._kernels.common cimport MIN_PARALLEL_ELEMENTS, threads_for
-from fastnn._kernels.parallel cimport pool_for_linger
 
 
 cdef enum:
@@ -121,29 +121,13 @@ cdef inline void linear_act_forward_core(const floating* x, const floating* w,
                      <int>n_in, w, <int>n_out, <floating>0, y, <int>n_out, n_threads)
         bias_act_rows(y, b, out, act, 0, n, n_out)
         return
-    s.g.trans_a = False
-    s.g.trans_b = False
-    s.g.by_rows = True
-    s.g.m = <int>n
-    s.g.n = <int>n_out
-    s.g.k = <int>n_in
-    s.g.lda = <int>n_in
-    s.g.ldb = <int>n_out
-    s.g.ldc = <int>n_out
-    s.g.alpha = 1
-    s.g.beta = 0
-    s.g.a = x
-    s.g.b = w
-    s.g.c = y
+    gemm_split_set(&s.g, False, False, <int>n, <int>n_out, <int>n_in, 1, x, <int>n_in,
+                   w, <int>n_out, 0, y, <int>n_out)
     s.bias = b
     s.out = out
     s.act = act
-    if floating is float:
-        pool_for_linger(linear_rows_float, &s, n, (n + parts - 1) // parts,
-                        min(parts, n_threads))
-    else:
-        pool_for_linger(linear_rows_double, &s, n, (n + parts - 1) // parts,
-                        min(parts, n_threads))
+    gemm_split_run(linear_rows_float if floating is float else linear_rows_double, &s,
+                   &s.g, parts, n_threads)
 
 
 cdef inline void linear_forward_core(const floating* x, const floating* w,
