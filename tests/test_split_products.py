@@ -16,7 +16,7 @@ import fastnn
 from fastnn import ops, reference
 from fastnn._kernels import parallel
 
-from conftest import normal, rtol_for
+from conftest import assert_close, normal, rtol_for
 from test_compiled_step import _assert_identical, _data, _fit_both
 
 pytestmark = pytest.mark.skipif(not parallel.blas_thread_control(),
@@ -129,6 +129,80 @@ def test_a_lingering_worker_goes_to_sleep():
     before = time.process_time()
     time.sleep(0.2)
     assert time.process_time() - before < 0.05
+
+
+def test_a_brief_loop_long_after_the_last_runs_on_the_caller():
+    for n_chunks in (1, 2, 37):
+        time.sleep(0.002)          # well past FASTNN_POOL_LINGER_NS (0.3 ms)
+        runs, threads = parallel._pool_for_log(n_chunks, 2, 100, brief=True)
+        assert (runs == 1).all()
+        assert threads == 1
+
+
+@pytest.mark.skipif(not POOL_BUILT or CPUS < 2, reason="needs the pool and 2 CPUs")
+def test_brief_loops_one_after_another_share_their_chunks():
+    time.sleep(0.002)
+    assert parallel._pool_for_log(4, 2, 100, brief=True)[1] == 1
+    # right after it: each chunk pauses 2 ms, so a woken worker joins before the caller
+    # has run all four
+    runs, threads = parallel._pool_for_log(4, 2, 2000, brief=True)
+    assert (runs == 1).all()
+    assert threads == 2
+
+
+ROW_IN, ROW_OUT = 784, 256      # one row: 200k multiply-adds, counted as 8 rows' 1.6M
+
+
+def test_a_product_of_few_rows_counts_as_one_of_eight(restore_threads):
+    from fastnn._kernels.linear import _product_parts
+    before = parallel.blas_threads()
+    parallel._set_blas_threads_for_tests(2)
+    try:
+        for m in (1, 3, 7):
+            assert _product_parts(m, ROW_OUT, ROW_IN, 2) == 2        # forward
+            assert _product_parts(m, ROW_IN, ROW_OUT, 2) == 2        # input gradient
+            assert _product_parts(m, 128, 256, 2) == 1               # 128 kB of weights
+        # one thread counts the rows there are: 1 and 3 rows whole, 7 rows (1.4M) in the
+        # two halves of any product under blas_parallel_product()
+        assert [_product_parts(m, ROW_OUT, ROW_IN, 1) for m in (1, 3, 7)] == [1, 1, 2]
+        assert _product_parts(0, ROW_OUT, ROW_IN, 2) == 1
+        assert _product_parts(8, 64, 64, 2) == 1                     # as before
+        assert _product_parts(N, N_OUT, N_IN, 2) == 2
+    finally:
+        parallel._set_blas_threads_for_tests(before)
+
+
+def test_a_one_row_product_is_its_column_halves_side_by_side(dtype, two_threads):
+    x = normal((1, ROW_IN), dtype, "row-x")
+    w = normal((ROW_IN, ROW_OUT), dtype, "row-w")
+    b = normal(ROW_OUT, dtype, "row-b")
+    dy = normal((1, ROW_OUT), dtype, "row-dy")
+    y = ops.linear_forward(x, w, b)
+    dx = ops.linear_backward(x, w, dy)[0]            # 1 x 784 from 256: halves of 392
+    for _ in range(3):                               # on the caller or shared: same bits
+        np.testing.assert_array_equal(ops.linear_forward(x, w, b), y)
+        np.testing.assert_array_equal(ops.linear_backward(x, w, dy)[0], dx)
+    two_threads.set_num_threads(1)
+    halves = np.hstack([ops.linear_forward(x, w[:, :ROW_OUT // 2], b[:ROW_OUT // 2]),
+                        ops.linear_forward(x, w[:, ROW_OUT // 2:], b[ROW_OUT // 2:])])
+    np.testing.assert_array_equal(y, halves)
+    dx_halves = np.hstack([ops.linear_backward(x[:, rows], w[rows], dy)[0]
+                           for rows in (slice(0, ROW_IN // 2), slice(ROW_IN // 2, ROW_IN))])
+    np.testing.assert_array_equal(dx, dx_halves)
+    # rounding relative to the 784 terms summed, not to their sum
+    assert_close(y, reference.linear_forward(x, w, b), scale=np.abs(x) @ np.abs(w) + np.abs(b))
+
+
+def test_a_one_row_predict_is_the_layers_one_after_another(dtype, two_threads):
+    model = fastnn.Sequential(fastnn.Linear(ROW_IN, ROW_OUT), fastnn.ReLU(),
+                              fastnn.Linear(ROW_OUT, 10), dtype=dtype, seed=3).eval()
+    x = normal((1, ROW_IN), dtype, "row-x")
+    assert model._predict_plan() is not None
+    by_layer = x
+    for layer in model.layers:
+        by_layer = layer.infer(by_layer)
+    for _ in range(3):
+        np.testing.assert_array_equal(model.predict(x), by_layer)
 
 
 @pytest.fixture

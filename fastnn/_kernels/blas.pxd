@@ -3,7 +3,8 @@ from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from fastnn._kernels.parallel cimport (
-    blas_parallel_product_now, blas_threads_now, chunk_fn, gemm_split_part, pool_for_linger)
+    blas_parallel_product_now, blas_threads_now, chunk_fn, gemm_split_part, pool_for_brief,
+    pool_for_linger)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -89,16 +90,36 @@ cdef inline void gemm_part_double(void* arg, long lo, long hi) noexcept nogil:
     gemm_part(s, <double*>s.c, lo, hi)
 
 
+# A product of fewer than GEMM_FEW_ROWS rows does that few multiply-adds per element of
+# op(B) it reads, so reading op(B) from the cache is its time, and two threads reading
+# half of it each take about half. On threads it counts as a product of GEMM_FEW_ROWS
+# rows, and its parts run through pool_for_brief. Measured on a 2-core AMD EPYC, 2
+# threads: one-row predicts of 784-256-128-10 one after another took 9.7-12.2 us with
+# the first product in two parts against 14.1-14.4 us whole; through fastnn.ops (the
+# Python call included) 1 x 784 x 128 took 8.7 against 10.6 us, 1 x 512 x 512 16.2-16.7
+# against 24.3 us. Products with op(B) of 128-196 kB (1 x 256 x 128, 1 x 784 x 64) gained
+# nothing and stay whole. On one thread the parts gain nothing either (the same predict
+# took 14.2 us with two parts in turn).
+cdef enum:
+    GEMM_FEW_ROWS = 8
+
+
 cdef inline int gemm_parts(int m, int n, int k, int n_threads) noexcept nogil:
     """How many parts gemm_threads cuts C (m, n) = op(A) (m, k) @ op(B) into: one per
-    thread, and on one thread two for a product under blas_parallel_product() (the
-    parts' size is the gain there, see above)."""
+    thread (a product of fewer than GEMM_FEW_ROWS rows counted as one of that many), and
+    on one thread two for a product under blas_parallel_product() (the parts' size is
+    the gain there, see above)."""
     cdef double size = <double>m * n * k, part = gemm_split_part()
     cdef int parts
-    if part <= 0 or size < 2.0 * part or blas_threads_now() != 1:
+    if part <= 0 or m <= 0 or blas_threads_now() != 1:
         return 1
     if n_threads < 2:
-        return 1 if size >= blas_parallel_product_now() else min(2, max(m, n))
+        if size < 2.0 * part or size >= blas_parallel_product_now():
+            return 1
+        return min(2, max(m, n))
+    size = <double>max(m, GEMM_FEW_ROWS) * n * k
+    if size < 2.0 * part:
+        return 1
     parts = <int>(size / part)
     return min(parts, n_threads, max(m, n))
 
@@ -127,9 +148,13 @@ cdef inline void gemm_split_set(GemmSplit* s, bint trans_a, bint trans_b, int m,
 
 cdef inline void gemm_split_run(chunk_fn fn, void* arg, const GemmSplit* s, int parts,
                                 int n_threads) noexcept nogil:
-    """fn(arg, lo, hi) over the parts of s's rows or columns, on up to n_threads threads."""
+    """fn(arg, lo, hi) over the parts of s's rows or columns, on up to n_threads threads
+    (a product of few rows through pool_for_brief, see gemm_parts)."""
     cdef long size = s.m if s.by_rows else s.n
-    pool_for_linger(fn, arg, size, (size + parts - 1) // parts, min(parts, n_threads))
+    if s.m < GEMM_FEW_ROWS:
+        pool_for_brief(fn, arg, size, (size + parts - 1) // parts, min(parts, n_threads))
+    else:
+        pool_for_linger(fn, arg, size, (size + parts - 1) // parts, min(parts, n_threads))
 
 
 cdef inline void gemm_threads(bint trans_a, bint trans_b, int m, int n, int k,

@@ -72,3 +72,13 @@ def linear_backward(const floating[:, ::1] x not None,   # IN  (n, n_in)
                                  n, n_in, n_out, n_threads)
     finally:
         blas_threads_exit()
+
+
+def _product_parts(int m, int n, int k, int n_threads):
+    """How many parts a kernel at n_threads cuts a product C (m, n) = A (m, k) @ B into
+    (blas.pxd's gemm_parts; tests only)."""
+    blas_threads_enter(n_threads, <double>m * n * k)
+    try:
+        return gemm_parts(m, n, k, n_threads)
+    finally:
+        blas_threads_exit()

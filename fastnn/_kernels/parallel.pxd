@@ -25,6 +25,10 @@ cdef void pool_for(chunk_fn fn, void* arg, long n, long chunk, int n_threads) no
 # loops of a few tens of microseconds that come one after another)
 cdef void pool_for_linger(chunk_fn fn, void* arg, long n, long chunk,
                           int n_threads) noexcept nogil
+# the same for a loop of a few microseconds: on the caller alone unless the last such
+# loop was moments ago (csrc/fastnn_pool.h)
+cdef void pool_for_brief(chunk_fn fn, void* arg, long n, long chunk,
+                         int n_threads) noexcept nogil
 
 # the thread count of scipy's BLAS now (0 when fastnn cannot tell)
 cdef int blas_threads_now() noexcept nogil

@@ -29,6 +29,8 @@ cdef extern from "fastnn_pool.h":
                          int n_threads) noexcept nogil
     void fastnn_pool_for_linger(chunk_fn fn, void* arg, long n, long chunk,
                                 int n_threads, int linger) noexcept nogil
+    void fastnn_pool_for_brief(chunk_fn fn, void* arg, long n, long chunk,
+                               int n_threads) noexcept nogil
     unsigned long fastnn_pool_thread_id() noexcept nogil
     void fastnn_pool_pause_us(unsigned int us) noexcept nogil
     void fastnn_pool_flag_raise(int* flag) noexcept nogil
@@ -88,6 +90,11 @@ cdef void pool_for(chunk_fn fn, void* arg, long n, long chunk, int n_threads) no
 cdef void pool_for_linger(chunk_fn fn, void* arg, long n, long chunk,
                           int n_threads) noexcept nogil:
     fastnn_pool_for_linger(fn, arg, n, chunk, n_threads, 1)
+
+
+cdef void pool_for_brief(chunk_fn fn, void* arg, long n, long chunk,
+                         int n_threads) noexcept nogil:
+    fastnn_pool_for_brief(fn, arg, n, chunk, n_threads)
 
 
 cdef int blas_threads_now() noexcept nogil:
@@ -200,10 +207,11 @@ cdef void _log_chunk(void* arg, long lo, long hi) noexcept nogil:
         log.runner[i] = fastnn_pool_thread_id()
 
 
-def _pool_for_log(long n_chunks, int n_threads, unsigned int pause_us, bint linger=False):
+def _pool_for_log(long n_chunks, int n_threads, unsigned int pause_us, bint linger=False,
+                  bint brief=False):
     """Run the pool over n_chunks one-element chunks that each pause pause_us (tests
-    only), its workers lingering after it if asked; returns how many times each chunk ran
-    and how many threads ran chunks."""
+    only), its workers lingering after it if asked, or as a brief loop (pool_for_brief);
+    returns how many times each chunk ran and how many threads ran chunks."""
     runs = np.zeros(n_chunks, dtype=np.int64)
     runner = np.zeros(n_chunks, dtype=np.uint64)
     if n_chunks == 0:
@@ -215,7 +223,9 @@ def _pool_for_log(long n_chunks, int n_threads, unsigned int pause_us, bint ling
     log.runner = &runner_view[0]
     log.pause_us = pause_us
     with nogil:
-        if linger:
+        if brief:
+            pool_for_brief(_log_chunk, &log, n_chunks, 1, n_threads)
+        elif linger:
             pool_for_linger(_log_chunk, &log, n_chunks, 1, n_threads)
         else:
             pool_for(_log_chunk, &log, n_chunks, 1, n_threads)
