@@ -94,12 +94,12 @@ cdef inline void gemm_part_double(void* arg, long lo, long hi) noexcept nogil:
 # op(B) it reads, so reading op(B) from the cache is its time, and two threads reading
 # half of it each take about half. On threads it counts as a product of GEMM_FEW_ROWS
 # rows, and its parts run through pool_for_brief. Measured on a 2-core AMD EPYC, 2
-# threads: one-row predicts of 784-256-128-10 one after another took 9.7-12.2 us with
-# the first product in two parts against 14.1-14.4 us whole; through fastnn.ops (the
+# threads: one-row predicts of 784-256-128-10 one after another took 9.7-11.6 us with
+# the first product in two parts against 13.9-17.4 us whole; through fastnn.ops (the
 # Python call included) 1 x 784 x 128 took 8.7 against 10.6 us, 1 x 512 x 512 16.2-16.7
 # against 24.3 us. Products with op(B) of 128-196 kB (1 x 256 x 128, 1 x 784 x 64) gained
-# nothing and stay whole. On one thread the parts gain nothing either (the same predict
-# took 14.2 us with two parts in turn).
+# nothing and stay whole. The gain is the second core's: run one after the other on the
+# caller, the two parts gave the same predict in 14.2 us, so one thread keeps it whole.
 cdef enum:
     GEMM_FEW_ROWS = 8
 
