@@ -153,7 +153,7 @@ def test_brief_loops_one_after_another_share_their_chunks():
 ROW_IN, ROW_OUT = 784, 256      # one row: 200k multiply-adds, counted as 8 rows' 1.6M
 
 
-def test_a_product_of_few_rows_counts_as_one_of_eight(restore_threads):
+def test_a_product_of_few_rows_counts_as_one_of_eight():
     from fastnn._kernels.linear import _product_parts
     before = parallel.blas_threads()
     parallel._set_blas_threads_for_tests(2)
@@ -190,7 +190,8 @@ def test_a_one_row_product_is_its_column_halves_side_by_side(dtype, two_threads)
                            for rows in (slice(0, ROW_IN // 2), slice(ROW_IN // 2, ROW_IN))])
     np.testing.assert_array_equal(dx, dx_halves)
     # rounding relative to the 784 terms summed, not to their sum
-    assert_close(y, reference.linear_forward(x, w, b), scale=np.abs(x) @ np.abs(w) + np.abs(b))
+    assert_close(y, reference.linear_forward(x, w, b),
+                 scale=np.abs(x) @ np.abs(w) + np.abs(b))
 
 
 def test_a_one_row_predict_is_the_layers_one_after_another(dtype, two_threads):
