@@ -151,10 +151,12 @@ cdef inline void gemm_split_run(chunk_fn fn, void* arg, const GemmSplit* s, int 
     """fn(arg, lo, hi) over the parts of s's rows or columns, on up to n_threads threads
     (a product of few rows through pool_for_brief, see gemm_parts)."""
     cdef long size = s.m if s.by_rows else s.n
+    cdef long chunk = (size + parts - 1) // parts
+    n_threads = min(parts, n_threads)
     if s.m < GEMM_FEW_ROWS:
-        pool_for_brief(fn, arg, size, (size + parts - 1) // parts, min(parts, n_threads))
+        pool_for_brief(fn, arg, size, chunk, n_threads)
     else:
-        pool_for_linger(fn, arg, size, (size + parts - 1) // parts, min(parts, n_threads))
+        pool_for_linger(fn, arg, size, chunk, n_threads)
 
 
 cdef inline void gemm_threads(bint trans_a, bint trans_b, int m, int n, int k,
